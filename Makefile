@@ -1,0 +1,50 @@
+# seglab: every target bootstraps .venv itself (torch first, then the pinned rest).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# A CUDA user overrides this, e.g. TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH_SPEC ?= torch==2.13.0
+UI_PORT ?= 5000
+PYTEST_ARGS ?=
+
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+export NO_ALBUMENTATIONS_UPDATE := 1
+export SEGLAB_HOME := $(CURDIR)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: setup demo test test-unit test-integration ui bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@echo "==> creating $(VENV) (torch first: $(TORCH_SPEC))"
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	@set -o pipefail; $(VENV)/bin/python -m pip install -q $(TORCH_SPEC) 2>&1 | grep -v '^WARNING: Location' || test $${PIPESTATUS[0]} -eq 0
+	@echo "==> installing seglab and its pinned dependencies"
+	@set -o pipefail; $(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || test $${PIPESTATUS[0]} -eq 0
+	@touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup  ## the OVeNet-vs-HRNet sweep on the embedded data set, via `ray job submit`
+	@bash scripts/demo.sh $(ARGS)
+
+test: setup  ## the whole test suite (unit + integration with a real Ray cluster and MLflow store)
+	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	@$(VENV)/bin/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: setup
+	@$(VENV)/bin/python -m pytest -m integration $(PYTEST_ARGS)
+
+ui: setup  ## MLflow UI on 127.0.0.1 over the same store
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (store $(MLFLOW_TRACKING_URI))"
+	@MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
+		--host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+bench: setup
+	@for f in benchmarks/*.py; do $(VENV)/bin/python $$f || exit 1; done
+
+clean:
+	rm -rf runs outputs mlartifacts mlflow.db

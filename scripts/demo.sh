@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make demo: start a local Ray head (unless RAY_ADDRESS is set), submit the OVeNet-vs-HRNet sweep
+# with `ray job submit`, stream its logs, and stop the cluster we started (also on failure/Ctrl-C).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+export PATH="$PWD/$VENV/bin:$PATH"
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled} RAY_USAGE_STATS_ENABLED=0 NO_ALBUMENTATIONS_UPDATE=1
+export SEGLAB_HOME=${SEGLAB_HOME:-$PWD}
+export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}
+DEMO_ARGS=("trainer=demo" "$@")
+DASHBOARD_PORT=${DASHBOARD_PORT:-8265}
+started=0
+t0=$(date +%s)
+
+cleanup() {
+  if [ "$started" = 1 ]; then
+    echo "==> stopping the local Ray cluster"
+    ray stop --force >/dev/null 2>&1 || true
+    started=0
+  fi
+}
+trap cleanup EXIT
+trap 'echo; echo "interrupted"; exit 130' INT TERM
+
+echo "==> checking the configuration"
+python experiments/ovenet_sweep.py sweep.dry_run=true "${DEMO_ARGS[@]}" || exit 2
+
+if [ -z "${RAY_ADDRESS:-}" ]; then
+  echo "==> starting a local Ray head (dashboard on 127.0.0.1:$DASHBOARD_PORT)"
+  if ! ray start --head --num-cpus="$(nproc)" --include-dashboard=true --dashboard-host=127.0.0.1 \
+       --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats >/tmp/seglab-ray-start.log 2>&1; then
+    echo "seglab: error: could not start Ray (is one already running? then set RAY_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT); see /tmp/seglab-ray-start.log" >&2
+    exit 1
+  fi
+  started=1
+  export RAY_ADDRESS="http://127.0.0.1:$DASHBOARD_PORT"
+else
+  echo "==> submitting to the Ray cluster at $RAY_ADDRESS"
+fi
+
+runtime_env=$(python - <<PY
+import json, os
+print(json.dumps({
+    "env_vars": {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE",
+                                          "RAY_USAGE_STATS_ENABLED", "NO_ALBUMENTATIONS_UPDATE")},
+    "excludes": [".venv", ".git", "data", "runs", "outputs", "mlartifacts", "mlflow.db", "*.pt", "*.pth"],
+}))
+PY
+)
+echo "==> ray job submit -- python experiments/ovenet_sweep.py ${DEMO_ARGS[*]}"
+ray job submit --address "$RAY_ADDRESS" --working-dir . --runtime-env-json "$runtime_env" \
+  -- python experiments/ovenet_sweep.py "${DEMO_ARGS[@]}" 2>&1 \
+  | grep --line-buffered -v -E "^\s*$|Uploading package|Creating a file package|Package size|Successfully pushed|RAY_AUTH|To disable this message|DeprecationWarning|^-{5,}$"
+status=${PIPESTATUS[0]}
+echo "==> demo finished in $(( $(date +%s) - t0 )) s (exit $status)"
+if [ "$status" = 0 ]; then
+  echo "Compare the runs in the MLflow UI: make ui  (then open http://127.0.0.1:5000)"
+fi
+exit "$status"

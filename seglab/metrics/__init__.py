@@ -1,0 +1,4 @@
+"""Evaluation metrics (torch only: no ray / mlflow / hydra / omegaconf)."""
+from seglab.metrics.confusion import ConfusionMatrix
+
+__all__ = ["ConfusionMatrix"]

@@ -1,0 +1,41 @@
+"""The typed output every model returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Dict, Optional
+
+from torch import Tensor
+
+
+@dataclass
+class SegOutput:
+    """What ``model(images)`` returns. All maps are at ``1/output_stride`` of the input size.
+
+    Attributes:
+        logits: ``(B, C, H/s, W/s)`` the model's final class logits (for OVeNet: the fused S_f).
+        initial_logits: ``(B, C, H/s, W/s)`` OVeNet's first-head logits S_i.
+        seed_logits: ``(B, C, H/s, W/s)`` OVeNet's seed-based logits S_s = S_i(p + o(p)).
+        offsets: ``(B, 2, H/s, W/s)`` offset field o(p) in normalised image coordinates,
+            channel 0 = x (width), channel 1 = y (height), in the convention of
+            ``grid_sample(align_corners=True)``: -1 and +1 are the centres of the first and last
+            pixel, so o_x moves by o_x * (W - 1) / 2 pixels (anisotropic in pixels when H != W).
+        confidence: ``(B, 1, H/s, W/s)`` fusion confidence F(p) in [0, 1].
+        aux_logits: ``(B, C, H/s, W/s)`` auxiliary logits (e.g. OCR's soft object regions).
+        output_stride: s, the ratio of input size to map size.
+    """
+
+    logits: Tensor
+    initial_logits: Optional[Tensor] = None
+    seed_logits: Optional[Tensor] = None
+    offsets: Optional[Tensor] = None
+    confidence: Optional[Tensor] = None
+    aux_logits: Optional[Tensor] = None
+    output_stride: int = 4
+
+    def extras(self) -> Dict[str, Tensor]:
+        """The named tensors that are set, besides ``logits``."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("logits", "output_stride") and getattr(self, f.name) is not None
+        }

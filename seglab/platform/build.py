@@ -1,0 +1,93 @@
+"""Config -> core objects. The only place that turns a :class:`RunConfig` into models/losses/data.
+
+:func:`validate_run` builds everything cheaply (the model on the ``meta`` device, data sets lazily)
+so that a bad name, value or file fails with one line before any cluster resource is taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from seglab.errors import ConfigError
+from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig, RunConfig
+
+
+def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
+    from seglab.datasets import build_dataset
+
+    train = build_dataset(cfg.name, split="train", **cfg.split_kwargs("train"))
+    val = build_dataset(cfg.name, split="val", **cfg.split_kwargs("val"))
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"dataset '{cfg.name}' has an empty split (train {len(train)}, val {len(val)} samples)")
+    return train, val
+
+
+def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
+    from seglab.models import build_model as _build
+    from seglab.models.pretrained import load_pretrained, read_state_dict
+
+    model = _build(cfg.name, num_classes=num_classes, **cfg.kwargs)
+    if cfg.pretrained:
+        if load_weights:
+            loaded, missing, unexpected = load_pretrained(model, cfg.pretrained)
+            print(f"model.pretrained: loaded {loaded} tensors from {cfg.pretrained}; "
+                  f"{len(missing)} missing, {len(unexpected)} unexpected", flush=True)
+        else:
+            read_state_dict(cfg.pretrained)  # validates the file exists and is readable
+    return model
+
+
+def build_loss(cfg: LossConfig, ignore_index: int) -> nn.Module:
+    from seglab.losses import build_loss as _build
+
+    kwargs = dict(cfg.kwargs)
+    kwargs.setdefault("ignore_index", ignore_index)
+    return _build(cfg.name, **kwargs)
+
+
+@dataclass
+class RunSummary:
+    """What a validated run looks like: used for logging and the comparison table."""
+
+    num_classes: int
+    class_names: list
+    params: int
+    gflops: float
+    flops_input_size: Tuple[int, int]
+
+
+def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
+    """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad."""
+    from seglab.models.complexity import count_flops as _flops
+    from seglab.models.complexity import count_parameters
+
+    _, val = build_datasets(run.dataset)
+    num_classes = int(val.num_classes)
+    build_loss(run.loss, ignore_index=int(getattr(val, "ignore_index", 255)))
+    with torch.device("meta"):
+        model = build_model(run.model, num_classes, load_weights=False)
+    gflops = float("nan")
+    if count_flops:
+        gflops = _flops(model, input_size=tuple(run.trainer.flops_input_size))
+    return RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
+                      tuple(run.trainer.flops_input_size))
+
+
+def method_of(model_name: str) -> str:
+    """``ovenet_hrnet_w48`` -> ``ovenet``; a plain backbone name -> its family (``hrnet``)."""
+    return model_name.split("_")[0]
+
+
+def describe(run: RunConfig) -> str:
+    """A short human label: ``ovenet_hrnet_w18_small_v1 κ=0.5 λ=0.5 τ=0.5``."""
+    parts = [run.model.name]
+    for key, sym in (("kappa", "κ"), ("lam", "λ")):
+        if key in run.loss.kwargs:
+            parts.append(f"{sym}={run.loss.kwargs[key]:g}")
+    if "tau" in run.model.kwargs:
+        parts.append(f"τ={run.model.kwargs['tau']:g}")
+    return " ".join(parts)

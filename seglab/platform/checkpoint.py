@@ -1,0 +1,59 @@
+"""Training checkpoints: written atomically (temp file + ``os.replace``), loaded back into a model.
+
+A checkpoint file holds ``model`` (state dict of the unwrapped model), ``optimizer``, ``epoch``
+(the last finished epoch, 1-based), ``best_miou``, ``mlflow_run_id`` and ``run`` (the run config
+dict), so that :func:`load_model` rebuilds the exact model without any other file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_atomic(obj: Dict[str, Any], path: str) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a torn file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str) -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`save_atomic` (plain tensors and Python values only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP/DataParallel wrapper."""
+    return getattr(model, "module", model)
+
+
+def load_model(path: str) -> nn.Module:
+    """Rebuild the model recorded in a checkpoint file and load its weights (eval mode)."""
+    from seglab.models import build_model  # local import: keeps this module light
+
+    state = load(path)
+    model_cfg = dict(state["run"]["model"])
+    name = model_cfg.pop("name")
+    model_cfg.pop("pretrained", None)
+    model = build_model(name, num_classes=int(state["num_classes"]), **model_cfg)
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -1,0 +1,172 @@
+"""Typed run configuration: plain dataclasses built from a nested dict (Hydra stops before this).
+
+A *run* is one training job (one Tune trial): model + loss + dataset + trainer. The dict form is
+what travels to Ray workers; :func:`RunConfig.from_dict` validates it and raises a one-line
+:class:`~seglab.errors.ConfigError` naming the key for anything a user can get wrong.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from seglab.errors import ConfigError, check
+
+_MODEL_RESERVED = ("name", "pretrained")
+_DATASET_RESERVED = ("name", "train", "val")
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    pretrained: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
+        check("name" in d, "model.name is missing; set model=<name> (see `seglab models`)")
+        kwargs = {k: v for k, v in d.items() if k not in _MODEL_RESERVED}
+        return cls(name=str(d["name"]), kwargs=kwargs, pretrained=d.get("pretrained"))
+
+
+@dataclass
+class LossConfig:
+    name: str
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "LossConfig":
+        check("name" in d, "loss.name is missing; set loss=<name>")
+        return cls(name=str(d["name"]), kwargs={k: v for k, v in d.items() if k != "name"})
+
+
+@dataclass
+class DatasetConfig:
+    """``common`` kwargs go to both splits; ``train``/``val`` hold split-specific kwargs."""
+
+    name: str
+    common: Dict[str, Any] = field(default_factory=dict)
+    train: Dict[str, Any] = field(default_factory=dict)
+    val: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "DatasetConfig":
+        check("name" in d, "dataset.name is missing; set dataset=<name>")
+        common = {k: v for k, v in d.items() if k not in _DATASET_RESERVED}
+        return cls(str(d["name"]), common, dict(d.get("train") or {}), dict(d.get("val") or {}))
+
+    def split_kwargs(self, split: str) -> Dict[str, Any]:
+        return {**self.common, **(self.train if split == "train" else self.val)}
+
+
+@dataclass
+class TrainerConfig:
+    """Schedule and resources of one training run (the same for every trial of a sweep)."""
+
+    num_workers: int = 2
+    cpus_per_worker: float = 0.9
+    use_gpu: Any = "auto"  # true / false / "auto" (GPU when the cluster has one)
+    epochs: int = 10
+    batch_size: int = 8  # per worker
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    max_failures: int = 1
+    seed: int = 0
+    loader_workers: int = 0
+    flops_input_size: Tuple[int, int] = (1024, 2048)
+    # Testing hook: crash rank 0 once at the start of this epoch (1-based) to exercise resume.
+    fail_once_at_epoch: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainerConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        check(not unknown, f"unknown key trainer.{unknown[0] if unknown else ''}; allowed: {', '.join(sorted(known))}")
+        t = cls(**d)
+        t.flops_input_size = tuple(int(v) for v in t.flops_input_size)  # type: ignore[assignment]
+        for key in ("num_workers", "epochs", "batch_size"):
+            value = getattr(t, key)
+            check(isinstance(value, int) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
+        check(t.cpus_per_worker > 0, f"trainer.cpus_per_worker must be > 0 (got {t.cpus_per_worker})")
+        check(t.lr > 0, f"trainer.lr must be > 0 (got {t.lr})")
+        check(0 <= t.momentum < 1, f"trainer.momentum must be in [0, 1) (got {t.momentum})")
+        check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0 (got {t.weight_decay})")
+        check(t.max_failures >= -1, f"trainer.max_failures must be >= -1 (-1 = retry forever; got {t.max_failures})")
+        check(t.loader_workers >= 0, f"trainer.loader_workers must be >= 0 (got {t.loader_workers})")
+        check(t.use_gpu in (True, False, "auto"), f"trainer.use_gpu must be true, false or auto (got {t.use_gpu!r})")
+        check(len(t.flops_input_size) == 2 and min(t.flops_input_size) > 0,
+              f"trainer.flops_input_size must be [H, W] with positive sizes (got {list(t.flops_input_size)})")
+        return t
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; ``label``/``baseline`` describe it in reports."""
+
+    model: ModelConfig
+    loss: LossConfig
+    dataset: DatasetConfig
+    trainer: TrainerConfig
+    label: str = ""
+    baseline: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        for key in ("model", "loss", "dataset"):
+            check(isinstance(d.get(key), dict), f"config group '{key}' is missing; set {key}=<name>")
+        return cls(
+            model=ModelConfig.from_dict(d["model"]),
+            loss=LossConfig.from_dict(d["loss"]),
+            dataset=DatasetConfig.from_dict(d["dataset"]),
+            trainer=TrainerConfig.from_dict(dict(d.get("trainer") or {})),
+            label=str(d.get("label", "")),
+            baseline=bool(d.get("baseline", False)),
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        model = {"name": self.model.name, **self.model.kwargs, "pretrained": self.model.pretrained}
+        dataset = {"name": self.dataset.name, **self.dataset.common, "train": self.dataset.train, "val": self.dataset.val}
+        trainer = asdict(self.trainer)
+        trainer["flops_input_size"] = list(self.trainer.flops_input_size)
+        return {
+            "model": model,
+            "loss": {"name": self.loss.name, **self.loss.kwargs},
+            "dataset": dataset,
+            "trainer": trainer,
+            "label": self.label,
+            "baseline": self.baseline,
+        }
+
+    def key(self) -> str:
+        """A stable short hash of everything that defines the run (used to resume it)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}`` (lists are kept as values)."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def set_dotted(d: Dict[str, Any], dotted: str, value: Any) -> Dict[str, Any]:
+    """Return a deep copy of ``d`` with ``d[a][b] = value`` for ``dotted = "a.b"``."""
+    out = copy.deepcopy(d)
+    node = out
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted}: {p} is not a group")
+    node[leaf] = value
+    return out

@@ -1,0 +1,106 @@
+"""MLflow tracking: one SQLite store, one parent run per sweep, one nested child run per trial.
+
+Who logs what:
+- the sweep driver creates the store, the experiment and the parent run (once: several processes
+  creating a fresh SQLite store at once fail in its migrations);
+- each trial's driver finds or creates its child run by a ``seglab.trial_key`` tag, so a restarted
+  trial continues its run instead of opening a new one;
+- rank 0 of the trial's workers logs per-epoch metrics and the best checkpoint to that run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_KEY_TAG = "seglab.trial_key"
+
+
+def home() -> Path:
+    """Where stores and run folders live: ``$SEGLAB_HOME`` or the current directory."""
+    return Path(os.environ.get("SEGLAB_HOME") or os.getcwd()).resolve()
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or ``sqlite:///<home>/mlflow.db`` (absolute: Ray jobs run in a copy)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    return os.environ.get("SEGLAB_ARTIFACT_ROOT") or (home() / "mlartifacts").as_uri()
+
+
+def client(uri: Optional[str] = None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+def ensure_experiment(name: str, uri: Optional[str] = None) -> str:
+    """Create (or find) the experiment; this also creates and migrates a fresh SQLite store."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(name, artifact_location=f"{artifact_root().rstrip('/')}/{name}")
+
+
+def _param_value(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= 6000 else s[:5997] + "..."
+
+
+def log_params(run_id: str, params: Dict[str, Any], uri: Optional[str] = None) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, _param_value(v)) for k, v in params.items()]
+    c = client(uri)
+    for i in range(0, len(items), 100):
+        c.log_batch(run_id, params=items[i : i + 100])
+
+
+def start_parent_run(experiment_id: str, name: str, params: Dict[str, Any], uri: Optional[str] = None) -> str:
+    c = client(uri)
+    run = c.create_run(experiment_id, run_name=name, tags={"seglab.kind": "sweep"})
+    log_params(run.info.run_id, params, uri)
+    return run.info.run_id
+
+
+def find_or_create_child(
+    experiment_id: str,
+    parent_run_id: str,
+    trial_key: str,
+    run_name: str,
+    params: Dict[str, Any],
+    tags: Dict[str, str],
+    uri: Optional[str] = None,
+) -> str:
+    """The child run of ``parent_run_id`` tagged with ``trial_key``; created (with params) if new."""
+    c = client(uri)
+    found = c.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_KEY_TAG}` = '{trial_key}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    run = c.create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={PARENT_TAG: parent_run_id, TRIAL_KEY_TAG: trial_key, "seglab.kind": "trial", **tags},
+    )
+    log_params(run.info.run_id, params, uri)
+    return run.info.run_id
+
+
+def child_runs(parent_run_id: str, uri: Optional[str] = None) -> Iterable[Any]:
+    c = client(uri)
+    parent = c.get_run(parent_run_id)
+    return c.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=1000
+    )
+
+
+def set_terminated(run_id: str, status: str, uri: Optional[str] = None) -> None:
+    client(uri).set_terminated(run_id, status=status)

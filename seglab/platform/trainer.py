@@ -1,0 +1,113 @@
+"""One training run on Ray Train: the Tune trial function that builds a ``TorchTrainer`` and fits it.
+
+Train V2 (the default in Ray 2.5x/2.6x): a Tune trial is a plain function that builds the trainer
+and calls ``fit()``; ``TuneReportCallback`` forwards the workers' reports to Tune. The trainer's
+run name is the run config's hash, so a restarted trial (or a restarted worker group) finds its
+checkpoints in storage and resumes from the latest one.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from seglab.platform import tracking
+from seglab.platform.build import describe, method_of, validate_run
+from seglab.platform.config import RunConfig, flatten
+from seglab.platform.quiet import env_defaults, quiet
+from seglab.platform.train_loop import train_loop_per_worker
+
+
+def resolve_use_gpu(use_gpu: Any, cluster_gpus: float) -> bool:
+    return bool(cluster_gpus > 0) if use_gpu == "auto" else bool(use_gpu)
+
+
+def worker_env(tracking_uri: str) -> Dict[str, str]:
+    """Environment for Ray workers (they inherit the Ray node's env, not the driver's)."""
+    env = env_defaults()
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    for key in ("SEGLAB_HOME", "SEGLAB_ARTIFACT_ROOT"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Tune trial function: ``config = {"trial": <run dict>, "ctx": <sweep context>}``.
+
+    ``ctx`` holds ``tracking_uri``, ``experiment_id``, ``parent_run_id``, ``storage_path`` and
+    ``use_gpu`` (resolved by the sweep driver from the cluster's resources).
+    """
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    quiet()
+    run = RunConfig.from_dict(config["trial"])
+    ctx = config["ctx"]
+    t = run.trainer
+    key = run.key()
+    label = run.label or describe(run)
+    summary = validate_run(run)
+    params = flatten(run.to_dict())
+    params.update({"model.params": summary.params, "model.gflops": round(summary.gflops, 3),
+                   "model.flops_input": "x".join(map(str, summary.flops_input_size))})
+    run_id = tracking.find_or_create_child(
+        ctx["experiment_id"], ctx["parent_run_id"], key, label, params,
+        tags={"seglab.method": method_of(run.model.name), "seglab.model": run.model.name,
+              "seglab.baseline": str(run.baseline).lower(), "seglab.label": label},
+        uri=ctx["tracking_uri"],
+    )
+    tracking.client(ctx["tracking_uri"]).log_batch(run_id, metrics=_static_metrics(summary))
+    trial_dir = Path(ctx["storage_path"]) / key
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    use_gpu = bool(ctx.get("use_gpu", False))
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    callbacks = _tune_callbacks()
+    print(f"[{label}] starting: {t.num_workers} worker(s) x {t.epochs} epochs, "
+          f"{summary.params / 1e6:.2f}M params, {summary.gflops:.1f} GFLOPs", flush=True)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "run": run.to_dict(), "trial_dir": str(trial_dir), "tracking_uri": ctx["tracking_uri"],
+            "mlflow_run_id": run_id, "threads": max(1, int(math.floor(t.cpus_per_worker))),
+        },
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=f"train-{key}",
+            storage_path=str(ctx["storage_path"]),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+            logging_config=LoggingConfig(log_level="WARNING"),
+            worker_runtime_env={"env_vars": worker_env(ctx["tracking_uri"])},
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except BaseException:
+        tracking.set_terminated(run_id, "FAILED", ctx["tracking_uri"])
+        raise
+    best = (result.metrics or {}).get("best_val_miou", float("nan"))
+    print(f"[{label}] done: best val mIoU {best:.4f}", flush=True)
+    return {"best_val_miou": best, "mlflow_run_id": run_id}
+
+
+def _static_metrics(summary):
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric("params_m", summary.params / 1e6, now, 0), Metric("gflops", summary.gflops, now, 0)]
+
+
+def _tune_callbacks() -> Optional[list]:
+    """``TuneReportCallback`` inside a Tune trial; nothing when run standalone."""
+    try:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        return [TuneReportCallback()]
+    except RuntimeError:  # not in a Tune session
+        return []

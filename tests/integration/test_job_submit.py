@@ -1,0 +1,58 @@
+"""`ray job submit` of experiments/ovenet_sweep.py against a Ray head started by the test."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from seglab.platform import tracking
+
+from .conftest import REPO, TINY_OVERRIDES, free_port
+
+BIN = Path(sys.executable).parent
+
+
+def _env(tmp_path):
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{BIN}:{env.get('PATH', '')}",
+        "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "NO_ALBUMENTATIONS_UPDATE": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "SEGLAB_HOME": str(tmp_path),
+    })
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def test_ray_job_submit_runs_the_sweep(tmp_path):
+    env = _env(tmp_path)
+    gcs, dash = free_port(), free_port()
+    start = subprocess.run(
+        [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
+         f"--temp-dir={tmp_path / 'ray'}"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        import json
+
+        runtime_env = json.dumps({
+            "env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE")},
+            "excludes": [".venv", ".git", "runs", "outputs", "mlartifacts", "mlflow.db"],
+        })
+        args = [a for a in TINY_OVERRIDES if not a.startswith("trainer=")] + [
+            "trainer=tiny", "trainer.num_workers=1", "sweep.experiment=jobtest"]
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
+             "--runtime-env-json", runtime_env, "--", "python", "experiments/ovenet_sweep.py", *args],
+            env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+        log = job.stdout + job.stderr
+        assert job.returncode == 0, log[-4000:]
+        assert "succeeded" in log.lower(), log[-4000:]
+        assert "hrnet_w18_small_v1" in log and "val mIoU" in log
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+    client = tracking.client(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("jobtest")
+    runs = client.search_runs([exp.experiment_id])
+    assert sum(r.data.tags.get("seglab.kind") == "sweep" for r in runs) == 1
+    assert sum(r.data.tags.get("seglab.kind") == "trial" for r in runs) == 2

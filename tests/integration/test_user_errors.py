@@ -1,0 +1,27 @@
+"""User errors from the entry script: one line naming the key, exit status 2, no traceback."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("model.name=no_such_model", "unknown model 'no_such_model'"),
+    ("model.tau=-1", "model.tau"),
+    ("loss.kappa=-0.5", "loss.kappa"),
+    ("model.pretrained=/nonexistent/weights.pth", "/nonexistent/weights.pth"),
+    ("dataset.name=nope", "unknown dataset 'nope'"),
+])
+def test_bad_input_is_one_line_before_ray(override, fragment, tmp_path):
+    env = {**os.environ, "SEGLAB_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    proc = subprocess.run([sys.executable, "experiments/ovenet_sweep.py", override, "trainer=tiny"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seglab: error:"), proc.stderr
+    assert fragment in err[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "m.db").exists()  # nothing was started or created

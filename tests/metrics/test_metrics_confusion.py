@@ -1,0 +1,154 @@
+"""ConfusionMatrix: hand-computed scores, streaming, logits input, torchmetrics cross-check."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+from seglab.metrics import ConfusionMatrix
+
+IGN = 255
+
+# 10 pixels, one ignored (its prediction 3 must not count), 4 classes where class 3 is absent from
+# both the (valid) prediction and the label.
+TARGET = [0, 0, 0, 1, 1, 2, 2, IGN, 1, 0]
+PRED = [0, 0, 1, 1, 2, 2, 0, 3, 1, 0]
+# rows = label, cols = prediction:
+#   label 0: pred 0 x3, pred 1 x1   label 1: pred 1 x2, pred 2 x1   label 2: pred 0 x1, pred 2 x1
+EXPECTED = [
+    [3, 1, 0, 0],
+    [0, 2, 1, 0],
+    [1, 0, 1, 0],
+    [0, 0, 0, 0],
+]
+
+
+def _hand_cm():
+    cm = ConfusionMatrix(4, ignore_index=IGN)
+    cm.update(torch.tensor(PRED).view(1, 2, 5), torch.tensor(TARGET).view(1, 2, 5))
+    return cm
+
+
+def test_hand_computed_matrix_and_scores():
+    cm = _hand_cm()
+    assert cm.matrix.dtype == torch.int64
+    assert cm.matrix.tolist() == EXPECTED
+    r = cm.compute()
+    # IoU_c = TP / (TP + FP + FN) = TP / (row + col - TP)
+    iou = [3 / (4 + 4 - 3), 2 / (3 + 3 - 2), 1 / (2 + 2 - 1)]
+    assert r["per_class_iou"][:3] == pytest.approx(iou, rel=1e-12)
+    assert math.isnan(r["per_class_iou"][3])  # absent from both: NaN ...
+    assert r["miou"] == pytest.approx((0.6 + 0.5 + 1 / 3) / 3, rel=1e-12)  # ... and not in the mean
+    assert r["pixel_acc"] == pytest.approx(6 / 9, rel=1e-12)
+    assert r["per_class_acc"][:3] == pytest.approx([3 / 4, 2 / 3, 1 / 2], rel=1e-12)
+    assert math.isnan(r["per_class_acc"][3])
+    assert r["mean_acc"] == pytest.approx((3 / 4 + 2 / 3 + 1 / 2) / 3, rel=1e-12)
+    assert all(isinstance(v, float) for v in r["per_class_iou"])
+
+
+def test_class_predicted_but_not_labelled_counts_with_iou_zero():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([[[0, 2, 1, 1]]]), torch.tensor([[[0, 0, 1, 1]]]))
+    r = cm.compute()
+    assert r["per_class_iou"] == pytest.approx([1 / 2, 1.0, 0.0])
+    assert r["miou"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert math.isnan(r["per_class_acc"][2])
+    assert r["mean_acc"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_empty_and_reset():
+    cm = _hand_cm()
+    cm.reset()
+    assert cm.matrix.sum() == 0
+    r = cm.compute()
+    assert math.isnan(r["miou"]) and math.isnan(r["pixel_acc"]) and math.isnan(r["mean_acc"])
+    cm.update(torch.full((1, 3, 3), IGN), torch.full((1, 3, 3), IGN))  # all-ignore batch is fine
+    assert cm.matrix.sum() == 0
+
+
+def test_streaming_equals_single_update():
+    g = torch.Generator().manual_seed(0)
+    preds = [torch.randint(0, 6, (2, 7, 9), generator=g) for _ in range(4)]
+    targets = [torch.randint(0, 6, (2, 7, 9), generator=g) for _ in range(4)]
+    for t in targets:
+        t[torch.rand(t.shape, generator=g) < 0.2] = IGN
+    streamed = ConfusionMatrix(6)
+    for p, t in zip(preds, targets):
+        streamed.update(p, t)
+    once = ConfusionMatrix(6)
+    once.update(torch.cat(preds), torch.cat(targets))
+    assert torch.equal(streamed.matrix, once.matrix)
+    assert streamed.compute() == once.compute()
+    assert int(once.matrix.sum()) == sum(int((t != IGN).sum()) for t in targets)
+
+
+def test_against_torchmetrics_random():
+    g = torch.Generator().manual_seed(1)
+    c = 5
+    pred = torch.randint(0, c, (3, 20, 30), generator=g)
+    target = torch.randint(0, c, (3, 20, 30), generator=g)
+    # bias the prediction towards the label so that the scores are not all ~1/C
+    agree = torch.rand(pred.shape, generator=g) < 0.5
+    pred[agree] = target[agree]
+    target[torch.rand(target.shape, generator=g) < 0.1] = IGN
+    cm = ConfusionMatrix(c)
+    cm.update(pred, target)
+    ref_cm = MulticlassConfusionMatrix(num_classes=c, ignore_index=IGN)(pred, target)
+    assert torch.equal(cm.matrix, ref_cm.long())
+    ref_iou = MulticlassJaccardIndex(num_classes=c, ignore_index=IGN, average=None)(pred, target)
+    r = cm.compute()
+    assert r["per_class_iou"] == pytest.approx(ref_iou.double().tolist(), rel=1e-6)
+    assert r["miou"] == pytest.approx(ref_iou.double().mean().item(), rel=1e-6)
+    valid = target != IGN
+    assert r["pixel_acc"] == pytest.approx((pred[valid] == target[valid]).double().mean().item(), rel=1e-12)
+
+
+def test_logits_input_upsampled_then_argmax():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 4, 5, 6, generator=g)
+    target = torch.randint(0, 4, (2, 10, 12), generator=g)
+    cm = ConfusionMatrix(4)
+    cm.update(logits, target)
+    ref = ConfusionMatrix(4)
+    ref.update(F.interpolate(logits, size=(10, 12), mode="bilinear", align_corners=False).argmax(1), target)
+    assert torch.equal(cm.matrix, ref.matrix)
+    # same-size logits: plain argmax
+    same = ConfusionMatrix(4)
+    same.update(logits, target[:, :5, :6])
+    ids = ConfusionMatrix(4)
+    ids.update(logits.argmax(1), target[:, :5, :6])
+    assert torch.equal(same.matrix, ids.matrix)
+
+
+def test_logits_upsampling_by_hand():
+    # class-1 score [-1, 3] along the width, class 0 constant 0; bilinear align_corners=False to
+    # width 4 gives [-1, 0, 2, 3] -> argmax [0, 0, 1, 1] (nearest would also give that, so make
+    # the crossing point discriminate: align_corners=True would give [-1, 1/3, 5/3, 3] -> [0,1,1,1]).
+    logits = torch.tensor([[[[0.0, 0.0]], [[-1.0, 3.0]]]])
+    cm = ConfusionMatrix(2)
+    cm.update(logits, torch.tensor([[[0, 0, 1, 1]]]))
+    assert cm.matrix.tolist() == [[2, 0], [0, 2]]
+
+
+def test_bad_label_raises_naming_value():
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match=r"label value\(s\) \[3, 7\]"):
+        cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.tensor([[[0, 3], [7, IGN]]]))
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        cm.update(torch.zeros(1, 1, 2, dtype=torch.long), torch.tensor([[[0, -1]]]))
+    assert cm.matrix.sum() == 0  # nothing was added by the failed updates
+    with pytest.raises(ValueError, match="predicted class id"):
+        cm.update(torch.tensor([[[0, 5]]]), torch.tensor([[[0, 1]]]))
+    with pytest.raises(ValueError, match="does not match"):
+        cm.update(torch.zeros(1, 2, 3, dtype=torch.long), torch.zeros(1, 3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="channels"):
+        cm.update(torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def test_custom_ignore_index_and_no_op_all_reduce():
+    cm = ConfusionMatrix(2, ignore_index=-1)
+    cm.update(torch.tensor([[[0, 1, 1]]]), torch.tensor([[[0, -1, 1]]]))
+    assert cm.matrix.tolist() == [[1, 0], [0, 1]]
+    cm.all_reduce()  # not initialised: no-op
+    assert cm.matrix.tolist() == [[1, 0], [0, 1]]

@@ -1,0 +1,71 @@
+"""count_parameters / count_flops against hand-computed numbers."""
+import torch
+from torch import nn
+
+from seglab.models.complexity import FLOPS_CONVENTION, count_flops, count_parameters
+
+
+class ConvLinear(nn.Module):
+    """conv 3->8 (3x3, pad 1) + BN + ReLU, global pool, linear 8->5: hand-countable."""
+
+    def __init__(self, needs_real_data: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 5)
+        self.needs_real_data = needs_real_data
+
+    devices_seen = []  # class attribute: shared with the deep copy count_flops makes
+
+    def forward(self, x):
+        self.devices_seen.append(x.device.type)
+        x = torch.relu(self.bn(self.conv(x)))
+        if self.needs_real_data:  # .item() has no meta implementation -> real-tensor fallback
+            x = x * (1.0 + 0.0 * float(x.mean()))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def expected_gflops(h, w):
+    conv = 8 * 3 * 3 * 3 * h * w  # out_ch * in_ch * k * k multiply-adds per output pixel, bias excluded
+    linear = 8 * 5
+    return (conv + linear) / 2**30
+
+
+def test_count_parameters():
+    model = ConvLinear()
+    assert count_parameters(model) == (8 * 3 * 9 + 8) + 2 * 8 + (8 * 5 + 5)
+    model.fc.requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == (8 * 3 * 9 + 8) + 2 * 8
+
+
+def test_count_flops_hand_computed_on_meta():
+    model = ConvLinear()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ConvLinear.devices_seen.clear()
+    assert count_flops(model, input_size=(32, 48)) == expected_gflops(32, 48)
+    assert ConvLinear.devices_seen == ["meta"]  # no real compute
+    # the model itself is untouched: still on CPU, same training flag and BN statistics
+    assert model.training and next(model.parameters()).device.type == "cpu"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_count_flops_falls_back_to_real_tensors():
+    model = ConvLinear(needs_real_data=True)
+    model.train()
+    running_mean = model.bn.running_mean.clone()
+    ConvLinear.devices_seen.clear()
+    assert count_flops(model, input_size=(16, 16)) == expected_gflops(16, 16)
+    assert ConvLinear.devices_seen == ["meta", "cpu"]
+    assert model.training and model.bn.training
+    assert torch.equal(model.bn.running_mean, running_mean)  # counted in eval mode
+
+
+def test_count_flops_on_a_meta_model_and_other_channels():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(1, 4, 1, bias=False))
+    assert count_flops(model, input_size=(10, 10), in_chans=1) == 4 * 1 * 100 / 2**30
+
+
+def test_convention_is_stated():
+    for word in ("multiply-adds", "2**30", "bias", "batch 1"):
+        assert word in FLOPS_CONVENTION
