@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	@set -o pipefail; $(VENV)/bin/python -m pip install -q $(TORCH_SPEC) 2>&1 | grep -v '^WARNING: Location' || test $${PIPESTATUS[0]} -eq 0
 	@echo "==> installing seglab and its pinned dependencies"
-	@set -o pipefail; $(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || test $${PIPESTATUS[0]} -eq 0
+	@set -o pipefail; $(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 \
+		| grep -v -E '^WARNING: Location|BuildBackendWarning|Editable installation|^ *!!|\*{10}|Please be careful|same name as your package|take precedence during|with strategy, WheelFile|^\s*$$' \
+		|| test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
 setup: $(VENV)/.installed

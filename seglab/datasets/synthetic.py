@@ -9,25 +9,25 @@ few milliseconds on one core.
 Classes (labels 0..8, a subset of the Cityscapes train-id classes, in Cityscapes order, with
 Cityscapes names and colours; :data:`CITYSCAPES_TRAIN_IDS` maps each label to its train id):
 
-    ====  =============  ================
-    label name           Cityscapes train id
-    ====  =============  ================
-    0     road           0
-    1     sidewalk       1
-    2     building       2
-    3     pole           5
-    4     traffic sign   7
-    5     vegetation     8
-    6     sky            10
-    7     person         11
-    8     car            13
-    ====  =============  ================
+    =====  ============  ===================
+    label  name          Cityscapes train id
+    =====  ============  ===================
+    0      road          0
+    1      sidewalk      1
+    2      building      2
+    3      pole          5
+    4      traffic sign  7
+    5      vegetation    8
+    6      sky           10
+    7      person        11
+    8      car           13
+    =====  ============  ===================
 
 The scene is a street canyon seen by a pinhole camera at 1.3-1.8 m above the road (all sizes are
 in metres and projected, so everything shrinks towards the vanishing point): sky (clear, overcast
 or dusk gradient) above a skyline of building facades of random heights and materials with window
 grids, possibly a building closing the street; a road with lane markings / zebra crossings between
-two sidewalks (kerbs, paving joints); and, drawn far to near, trees (trunk + blobby crown), poles
+two sidewalks (kerbs, paving joints); and, drawn far to near, trees (trunk + blobby crown), hedges, poles
 (1-3 px wide at 128x256, some street lamps) with traffic signs of several shapes, people (head,
 torso, arms, legs) and cars (rear face, side face, cabin with windows, wheels, lights) in many
 colours. Sky, road and building are in every image; sidewalk, car, person, pole, traffic sign and
@@ -37,20 +37,21 @@ Appearance is made deliberately imperfect so that colour alone is not a reliable
 colour jitter with overlapping ranges (road vs sidewalk, grey cars vs buildings vs road, white cars
 vs sky), class-dependent texture, cast shadows, a global illumination / tint / gamma change, a
 Gaussian blur of the rendered image (the label keeps the hard geometry, so boundary pixels are
-mixed) and Gaussian pixel noise. Interiors stay learnable: a tiny CNN reaches a good mIoU in minutes
+mixed) and (approximately) Gaussian pixel noise. Interiors stay learnable: a tiny CNN reaches a good mIoU in minutes
 on a CPU, with poles and traffic signs the hardest classes.
 """
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from seglab.datasets import register_dataset
-from seglab.datasets.labels import IGNORE_INDEX, cityscapes_subset
+from seglab.datasets.labels import IGNORE_INDEX
+from seglab.datasets.street_scene import (CITYSCAPES_TRAIN_IDS, CLASS_NAMES, NUM_CLASSES, PALETTE,
+                                          render_street_scene)
 from seglab.datasets.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -71,12 +72,6 @@ __all__ = [
     "synthetic",
 ]
 
-CITYSCAPES_TRAIN_IDS: Tuple[int, ...] = (0, 1, 2, 5, 7, 8, 10, 11, 13)
-"""Cityscapes train id of each synthetic label 0..8."""
-
-CLASS_NAMES, PALETTE = cityscapes_subset(CITYSCAPES_TRAIN_IDS)
-NUM_CLASSES = len(CITYSCAPES_TRAIN_IDS)
-ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR = range(NUM_CLASSES)
 
 SPLITS: Tuple[str, ...] = ("train", "val")
 _SPLIT_IDS = {"train": 0, "val": 1}
@@ -84,509 +79,7 @@ DEFAULT_NUM_SAMPLES = {"train": 200, "val": 50}
 DEFAULT_IMAGE_SIZE: Tuple[int, int] = (128, 256)
 MIN_IMAGE_SIDE = 32
 
-# ----------------------------------------------------------------------------------- rendering
-_SHIFT = 4  # cv2 sub-pixel bits for polygon/ellipse vertices
-_ONE = float(1 << _SHIFT)
 
-# Texture strength per class (relative amplitude of a multi-scale noise field).
-_TEXTURE = np.zeros(256, dtype=np.float32)
-_TEXTURE[[ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR]] = (
-    0.10, 0.09, 0.07, 0.04, 0.03, 0.32, 0.04, 0.05, 0.04)
-
-_CAR_COLOURS = np.array([
-    (225, 225, 222), (175, 176, 180), (115, 115, 118), (38, 38, 42), (30, 42, 88), (150, 28, 28),
-    (45, 75, 155), (185, 172, 140), (42, 72, 52), (95, 60, 40), (200, 160, 40),
-], dtype=np.float32)
-_BUILDING_MATERIALS = np.array([
-    (135, 135, 135), (190, 172, 138), (150, 82, 62), (212, 207, 198), (78, 74, 74),
-    (176, 152, 150), (150, 168, 160), (165, 150, 120),
-], dtype=np.float32)
-_SKIN = np.array([(224, 184, 150), (190, 140, 100), (140, 95, 65), (95, 62, 45)], dtype=np.float32)
-_CLOTHES = np.array([
-    (30, 30, 35), (200, 200, 200), (160, 30, 40), (40, 60, 130), (60, 110, 60), (210, 180, 60),
-    (120, 80, 50), (130, 130, 140), (220, 120, 40), (90, 40, 110),
-], dtype=np.float32)
-_SIGN_FACES = np.array([
-    (30, 85, 175), (225, 225, 225), (230, 190, 30), (35, 125, 65), (200, 35, 35),
-], dtype=np.float32)
-
-
-def _col(c: Any) -> Tuple[float, float, float]:
-    return (float(c[0]), float(c[1]), float(c[2]))
-
-
-def _jitter(rng: np.random.Generator, base: Any, scale: Tuple[float, float], noise: float) -> np.ndarray:
-    """``base`` colour times a random brightness plus independent per-channel noise."""
-    c = np.asarray(base, dtype=np.float32) * rng.uniform(*scale) + rng.normal(0.0, noise, 3)
-    return np.clip(c, 0, 255).astype(np.float32)
-
-
-class _Canvas:
-    """The label map and the (float) image, drawn with the same geometry."""
-
-    def __init__(self, h: int, w: int) -> None:
-        self.h, self.w = h, w
-        self.label = np.full((h, w), SKY, dtype=np.uint8)
-        self.img = np.zeros((h, w, 3), dtype=np.float32)
-
-    @staticmethod
-    def _fix(pts: Any) -> np.ndarray:
-        # Depths are >= 0.5 m and sizes < 100 m, so coordinates stay far inside int32 after the shift.
-        return np.rint(np.asarray(pts, dtype=np.float64) * _ONE).astype(np.int32)
-
-    def fill(self, polys: Any, cls: int, colour: Any) -> None:
-        """Fill polygons (``(N, k, 2)`` or ``(k, 2)`` image coordinates) in label and image."""
-        p = self._fix(polys)
-        if p.ndim == 2:
-            p = p[None]
-        cv2.fillPoly(self.label, p, int(cls), cv2.LINE_8, _SHIFT)
-        cv2.fillPoly(self.img, p, _col(colour), cv2.LINE_8, _SHIFT)
-
-    def paint(self, polys: Any, colour: Any) -> None:
-        """Fill polygons in the image only (markings, windows, details inside one class)."""
-        p = self._fix(polys)
-        if p.ndim == 2:
-            p = p[None]
-        if len(p):
-            cv2.fillPoly(self.img, p, _col(colour), cv2.LINE_8, _SHIFT)
-
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, cls: Optional[int], colour: Any) -> None:
-        c = (int(round(cx * _ONE)), int(round(cy * _ONE)))
-        ax = (max(int(round(rx * _ONE)), 1), max(int(round(ry * _ONE)), 1))
-        if cls is not None:
-            cv2.ellipse(self.label, c, ax, 0, 0, 360, int(cls), -1, cv2.LINE_8, _SHIFT)
-        cv2.ellipse(self.img, c, ax, 0, 0, 360, _col(colour), -1, cv2.LINE_8, _SHIFT)
-
-    def vbar(self, xc: float, width: float, y0: float, y1: float, cls: int, colour: Any) -> None:
-        """A vertical bar at least one pixel wide (thin poles would vanish as polygons)."""
-        wpx = max(1, int(round(width)))
-        x0 = int(np.floor(xc - wpx / 2.0 + 0.5))
-        xa, xb = max(x0, 0), min(x0 + wpx, self.w)
-        ya, yb = max(int(round(y0)), 0), min(int(round(y1)), self.h)
-        if xa < xb and ya < yb:
-            self.label[ya:yb, xa:xb] = cls
-            self.img[ya:yb, xa:xb] = colour
-
-
-class _Camera:
-    """Pinhole camera looking along the street: world (X right, height above road, Z forward)."""
-
-    def __init__(self, f: float, xv: float, yv: float, cam_h: float) -> None:
-        self.f, self.xv, self.yv, self.cam_h = f, xv, yv, cam_h
-
-    def x(self, X: Any, Z: Any) -> Any:
-        return self.xv + self.f * X / Z
-
-    def y(self, height: Any, Z: Any) -> Any:
-        return self.yv + self.f * (self.cam_h - height) / Z
-
-    def ppm(self, Z: float) -> float:
-        """Pixels per metre at depth ``Z``."""
-        return self.f / Z
-
-    @staticmethod
-    def _quads(xs: Sequence[Any], ys: Sequence[Any]) -> np.ndarray:
-        """Stack 4 corner x's and y's (scalars or broadcastable arrays) into ``(..., 4, 2)``."""
-        if all(isinstance(v, float) for v in (*xs, *ys)):  # one quad: the common, fast case
-            return np.array([[xs[0], ys[0]], [xs[1], ys[1]], [xs[2], ys[2]], [xs[3], ys[3]]])
-        shape = np.broadcast_shapes(*(np.shape(v) for v in (*xs, *ys)))
-        q = np.empty(shape + (4, 2), dtype=np.float64)
-        for k in range(4):
-            q[..., k, 0] = xs[k]
-            q[..., k, 1] = ys[k]
-        return q
-
-    def quad_x(self, X: float, Za: Any, Zb: Any, ha: Any, hb: Any) -> np.ndarray:
-        """Quads on the plane ``X = const`` spanning depth [Za, Zb] and height [ha, hb]."""
-        xa, xb = self.x(X, Za), self.x(X, Zb)
-        return self._quads((xa, xb, xb, xa), (self.y(ha, Za), self.y(ha, Zb), self.y(hb, Zb), self.y(hb, Za)))
-
-    def quad_z(self, Z: float, Xa: Any, Xb: Any, ha: Any, hb: Any) -> np.ndarray:
-        """Quads on the plane ``Z = const`` (facing the camera)."""
-        xa, xb, ya, yb = self.x(Xa, Z), self.x(Xb, Z), self.y(ha, Z), self.y(hb, Z)
-        return self._quads((xa, xb, xb, xa), (ya, ya, yb, yb))
-
-    def ground(self, Xa: Any, Xb: Any, Za: Any, Zb: Any) -> np.ndarray:
-        """Quads on the road plane spanning [Xa, Xb] x [Za, Zb]."""
-        ya, yb = self.y(0.0, Za), self.y(0.0, Zb)
-        return self._quads((self.x(Xa, Za), self.x(Xb, Za), self.x(Xb, Zb), self.x(Xa, Zb)), (ya, ya, yb, yb))
-
-
-def _visible(quads: np.ndarray, w: int, h: int, min_px: float = 0.7) -> np.ndarray:
-    """Mask of quads that are at least ``min_px`` wide and high and overlap the image."""
-    xs, ys = quads[..., 0], quads[..., 1]
-    x0, x1, y0, y1 = xs.min(-1), xs.max(-1), ys.min(-1), ys.max(-1)
-    return (x1 - x0 >= min_px) & (y1 - y0 >= min_px) & (x1 > 0) & (x0 < w) & (y1 > 0) & (y0 < h)
-
-
-def _windows(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, base: np.ndarray,
-             sky_colour: np.ndarray, quads: np.ndarray) -> None:
-    """Paint window quads in two shades (dark interior / sky reflection)."""
-    quads = quads.reshape(-1, 4, 2)
-    quads = quads[_visible(quads, canvas.w, canvas.h)]
-    if not len(quads):
-        return
-    dark = base * rng.uniform(0.25, 0.55)
-    refl = sky_colour * rng.uniform(0.55, 0.85)
-    pick = rng.random(len(quads)) < rng.uniform(0.15, 0.85)
-    canvas.paint(quads[pick], dark)
-    canvas.paint(quads[~pick], refl)
-
-
-def _facade(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float,
-            height: float, sky_colour: np.ndarray) -> None:
-    base = _jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
-    canvas.fill(cam.quad_x(X, Z0, Z1, 0.0, height), BUILDING, base)
-    if rng.random() < 0.2:  # darker ground floor (shops)
-        canvas.paint(cam.quad_x(X, Z0, Z1, 0.0, min(height, rng.uniform(2.5, 4.0))), base * 0.7)
-    if rng.random() < 0.9:
-        floor_h = rng.uniform(2.8, 3.6)
-        col_w = rng.uniform(1.8, 3.5)
-        n_f = int((height - 1.0) // floor_h)
-        n_c = int((Z1 - Z0) // col_w)
-        if n_f > 0 and n_c > 0:
-            wh, ww = floor_h * rng.uniform(0.35, 0.6), col_w * rng.uniform(0.35, 0.7)
-            hb = 1.2 + np.arange(n_f) * floor_h
-            za = Z0 + (Z1 - Z0 - n_c * col_w) / 2 + np.arange(n_c) * col_w + (col_w - ww) / 2
-            quads = cam.quad_x(X, za[None, :], za[None, :] + ww, hb[:, None], hb[:, None] + wh)
-            _windows(canvas, cam, rng, base, sky_colour, quads)
-
-
-def _end_building(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, Z: float, Xl: float,
-                  Xr: float, height: float, sky_colour: np.ndarray) -> None:
-    base = _jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
-    canvas.fill(cam.quad_z(Z, Xl, Xr, 0.0, height), BUILDING, base)
-    floor_h, col_w = rng.uniform(2.8, 3.6), rng.uniform(1.8, 3.5)
-    n_f, n_c = int((height - 1.0) // floor_h), int((Xr - Xl) // col_w)
-    if n_f > 0 and n_c > 0:
-        wh, ww = floor_h * rng.uniform(0.35, 0.6), col_w * rng.uniform(0.35, 0.7)
-        hb = 1.2 + np.arange(n_f) * floor_h
-        xa = Xl + (Xr - Xl - n_c * col_w) / 2 + np.arange(n_c) * col_w + (col_w - ww) / 2
-        quads = cam.quad_z(Z, xa[None, :], xa[None, :] + ww, hb[:, None], hb[:, None] + wh)
-        _windows(canvas, cam, rng, base, sky_colour, quads)
-
-
-def _tree(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float) -> None:
-    ppm = cam.ppm(Z)
-    trunk_h = rng.uniform(1.8, 3.2)
-    radius = rng.uniform(1.3, 2.6)
-    trunk = _jitter(rng, (85, 68, 50), (0.7, 1.2), 8)
-    canvas.fill(cam.quad_z(Z, X - 0.14, X + 0.14, 0.0, trunk_h + radius * 0.5), VEGETATION, trunk)
-    green = _jitter(rng, (78, 112, 42), (0.65, 1.3), 12)
-    cy = trunk_h + radius * 0.9
-    for _ in range(int(rng.integers(3, 6))):
-        dx, dy = rng.uniform(-0.5, 0.5, 2) * radius
-        r = radius * rng.uniform(0.55, 0.85)
-        shade = green * rng.uniform(0.8, 1.15)
-        canvas.ellipse(cam.x(X + dx, Z), cam.y(cy + dy, Z), r * ppm * rng.uniform(0.85, 1.15),
-                       r * ppm * rng.uniform(0.8, 1.0), VEGETATION, np.clip(shade, 0, 255))
-
-
-def _hedge(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float) -> None:
-    green = _jitter(rng, (70, 105, 40), (0.65, 1.25), 10)
-    canvas.fill(cam.quad_x(X, Z0, Z1, 0.0, rng.uniform(0.6, 1.3)), VEGETATION, green)
-
-
-def _pole(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float, towards: float,
-          sign_prob: float) -> None:
-    ppm = cam.ppm(Z)
-    lamp = rng.random() < 0.3
-    height = rng.uniform(5.5, 8.0) if lamp else rng.uniform(2.8, 4.5)
-    metal = _jitter(rng, (140, 140, 140) if rng.random() < 0.6 else (60, 65, 60), (0.75, 1.2), 8)
-    width = float(np.clip(rng.uniform(0.09, 0.16) * ppm, 1.0, 3.0 * canvas.h / 128.0))
-    xc = float(cam.x(X, Z))
-    canvas.vbar(xc, width, float(cam.y(height, Z)), float(cam.y(0.0, Z)), POLE, metal)
-    if lamp:  # arm over the road and a lamp head
-        arm = rng.uniform(0.8, 1.8) * towards
-        t = 0.12
-        canvas.fill(cam.quad_z(Z, min(X, X + arm), max(X, X + arm), height - t, height), POLE, metal)
-        canvas.fill(cam.quad_z(Z, X + arm - 0.3 * towards, X + arm + 0.05 * towards, height - 0.3, height - t + 0.01),
-                    POLE, metal * 0.8)
-    if rng.random() < sign_prob:
-        size = rng.uniform(0.5, 0.85)
-        hc = min(height - size * 0.6, rng.uniform(2.0, 3.0)) if not lamp else rng.uniform(2.2, 3.2)
-        cx, cy, r = xc, float(cam.y(hc, Z)), size * ppm / 2
-        if r < 0.9:  # at least ~2 px across
-            r = 0.9
-        face = _jitter(rng, _SIGN_FACES[rng.integers(len(_SIGN_FACES))], (0.85, 1.1), 8)
-        shape = rng.integers(4)
-        if shape == 0:  # round sign, red rim
-            canvas.ellipse(cx, cy, r, r, SIGN, _jitter(rng, (200, 30, 35), (0.85, 1.1), 8))
-            canvas.ellipse(cx, cy, r * 0.72, r * 0.72, None, face)
-        elif shape == 1:  # rectangle
-            aspect = rng.uniform(0.6, 1.6)
-            pts = [(cx - r * aspect, cy - r), (cx + r * aspect, cy - r), (cx + r * aspect, cy + r),
-                   (cx - r * aspect, cy + r)]
-            canvas.fill(np.array(pts), SIGN, face)
-        elif shape == 2:  # triangle, red rim
-            tri = np.array([(cx, cy - r * 1.1), (cx + r * 1.05, cy + r * 0.75), (cx - r * 1.05, cy + r * 0.75)])
-            canvas.fill(tri, SIGN, _jitter(rng, (200, 30, 35), (0.85, 1.1), 8))
-            inner = (tri - (cx, cy)) * 0.6 + (cx, cy + r * 0.1)
-            canvas.paint(inner, (230, 230, 230))
-        else:  # diamond
-            canvas.fill(np.array([(cx, cy - r * 1.1), (cx + r * 1.1, cy), (cx, cy + r * 1.1), (cx - r * 1.1, cy)]),
-                        SIGN, face)
-
-
-def _person(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float) -> None:
-    ppm = cam.ppm(Z)
-    height = rng.uniform(1.55, 1.95)
-    skin = _jitter(rng, _SKIN[rng.integers(len(_SKIN))], (0.9, 1.1), 6)
-    shirt = _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], (0.8, 1.15), 10)
-    trousers = _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], (0.6, 1.0), 8)
-    leg_top = height * 0.5
-    stride = rng.uniform(0.0, 0.25)
-    for side in (-1, 1):  # legs
-        foot = X + side * (0.08 + stride)
-        hip = X + side * 0.1
-        w = 0.075
-        pts = [(cam.x(hip - w, Z), cam.y(leg_top, Z)), (cam.x(hip + w, Z), cam.y(leg_top, Z)),
-               (cam.x(foot + w, Z), cam.y(0.0, Z)), (cam.x(foot - w, Z), cam.y(0.0, Z))]
-        canvas.fill(np.array(pts), PERSON, trousers)
-    sh = height * 0.82  # shoulders
-    hw = rng.uniform(0.19, 0.25)
-    torso = [(cam.x(X - hw, Z), cam.y(sh, Z)), (cam.x(X + hw, Z), cam.y(sh, Z)),
-             (cam.x(X + hw * 0.85, Z), cam.y(leg_top - 0.05, Z)), (cam.x(X - hw * 0.85, Z), cam.y(leg_top - 0.05, Z))]
-    canvas.fill(np.array(torso), PERSON, shirt)
-    for side in (-1, 1):  # arms
-        sway = rng.uniform(-0.1, 0.15)
-        a0, a1 = X + side * hw, X + side * (hw + 0.05 + sway)
-        pts = [(cam.x(a0 - 0.05, Z), cam.y(sh, Z)), (cam.x(a0 + 0.05, Z), cam.y(sh, Z)),
-               (cam.x(a1 + 0.05, Z), cam.y(sh - 0.62, Z)), (cam.x(a1 - 0.05, Z), cam.y(sh - 0.62, Z))]
-        canvas.fill(np.array(pts), PERSON, shirt * 0.9)
-    head_r = 0.11
-    canvas.ellipse(cam.x(X, Z), cam.y(height - head_r * 1.15, Z), head_r * ppm, head_r * 1.2 * ppm, PERSON, skin)
-    if rng.random() < 0.6:  # hair
-        hair = _jitter(rng, (45, 35, 28), (0.6, 2.2), 8)
-        canvas.ellipse(cam.x(X, Z), cam.y(height - head_r * 0.6, Z), head_r * 1.02 * ppm, head_r * 0.6 * ppm,
-                       PERSON, hair)
-
-
-def _car(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float) -> None:
-    """A car whose near (rear or front) face is at depth ``Z``, centred at ``X``."""
-    width = rng.uniform(1.65, 2.0)
-    length = rng.uniform(3.8, 4.8)
-    body_h = rng.uniform(0.75, 0.95)
-    roof_h = body_h + rng.uniform(0.5, 0.75)
-    paint = _jitter(rng, _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))], (0.85, 1.12), 10)
-    glass = _jitter(rng, (40, 48, 58), (0.7, 1.6), 8)
-    tyre = _jitter(rng, (25, 25, 27), (0.8, 1.3), 4)
-    xl, xr = X - width / 2, X + width / 2
-    clearance = 0.18
-    # Side face visible from the camera (the side nearer to X = 0).
-    if abs(X) > width / 2:
-        xs = xl if X > 0 else xr
-        canvas.fill(cam.quad_x(xs, Z, Z + length, clearance, body_h), CAR, paint * 0.85)
-        inset = 0.18 if X > 0 else -0.18
-        side_cabin = np.array([
-            (cam.x(xs, Z + 0.2), cam.y(body_h, Z + 0.2)), (cam.x(xs, Z + length - 0.9), cam.y(body_h, Z + length - 0.9)),
-            (cam.x(xs + inset, Z + length - 1.5), cam.y(roof_h, Z + length - 1.5)),
-            (cam.x(xs + inset, Z + 0.7), cam.y(roof_h, Z + 0.7))])
-        canvas.fill(side_cabin, CAR, paint * 0.8)
-        canvas.paint(np.array([
-            (cam.x(xs, Z + 0.45), cam.y(body_h + 0.05, Z + 0.45)),
-            (cam.x(xs, Z + length - 1.05), cam.y(body_h + 0.05, Z + length - 1.05)),
-            (cam.x(xs + inset, Z + length - 1.55), cam.y(roof_h - 0.08, Z + length - 1.55)),
-            (cam.x(xs + inset, Z + 0.8), cam.y(roof_h - 0.08, Z + 0.8))]), glass)
-        for zw in (Z + 0.75, Z + length - 0.8):  # wheels on the side
-            ppm = cam.ppm(zw)
-            canvas.ellipse(cam.x(xs, zw), cam.y(0.32, zw), 0.33 * ppm * abs(xs) / max(zw, 1.0) + 0.18 * ppm,
-                           0.33 * ppm, CAR, tyre)
-    # Near face: wheels peeking out below, body with rounded lower corners, cabin, window, lights.
-    for xw in (xl + 0.12, xr - 0.37):
-        canvas.fill(cam.quad_z(Z + 0.3, xw, xw + 0.25, 0.0, 0.4), CAR, tyre)
-    r = 0.12
-    body = np.array([
-        (cam.x(xl, Z), cam.y(body_h, Z)), (cam.x(xr, Z), cam.y(body_h, Z)),
-        (cam.x(xr, Z), cam.y(clearance + r, Z)), (cam.x(xr - r, Z), cam.y(clearance, Z)),
-        (cam.x(xl + r, Z), cam.y(clearance, Z)), (cam.x(xl, Z), cam.y(clearance + r, Z))])
-    canvas.fill(body, CAR, paint)
-    ci = rng.uniform(0.12, 0.22)
-    cabin = np.array([
-        (cam.x(xl + 0.05, Z + 0.3), cam.y(body_h, Z + 0.3)), (cam.x(xr - 0.05, Z + 0.3), cam.y(body_h, Z + 0.3)),
-        (cam.x(xr - ci, Z + 0.6), cam.y(roof_h - 0.06, Z + 0.6)), (cam.x(xr - ci - 0.08, Z + 0.6), cam.y(roof_h, Z + 0.6)),
-        (cam.x(xl + ci + 0.08, Z + 0.6), cam.y(roof_h, Z + 0.6)), (cam.x(xl + ci, Z + 0.6), cam.y(roof_h - 0.06, Z + 0.6))])
-    canvas.fill(cabin, CAR, paint * 0.95)
-    canvas.paint(np.array([
-        (cam.x(xl + 0.15, Z + 0.32), cam.y(body_h + 0.06, Z + 0.32)),
-        (cam.x(xr - 0.15, Z + 0.32), cam.y(body_h + 0.06, Z + 0.32)),
-        (cam.x(xr - ci - 0.06, Z + 0.58), cam.y(roof_h - 0.1, Z + 0.58)),
-        (cam.x(xl + ci + 0.06, Z + 0.58), cam.y(roof_h - 0.1, Z + 0.58))]), glass)
-    light = (210, 30, 30) if rng.random() < 0.6 else (235, 230, 200)
-    for x0 in (xl + 0.06, xr - 0.3):
-        canvas.paint(cam.quad_z(Z, x0, x0 + 0.24, body_h - 0.25, body_h - 0.1), light)
-    canvas.paint(cam.quad_z(Z, X - 0.26, X + 0.26, clearance + 0.22, clearance + 0.34), (200, 200, 190))  # plate
-    canvas.paint(cam.quad_z(Z, xl + 0.02, xr - 0.02, clearance, clearance + 0.12), paint * 0.45)  # bumper shade
-
-
-def _gaussian_noise(rng: np.random.Generator, shape: Tuple[int, ...], sigma: float) -> np.ndarray:
-    """Zero-mean noise of standard deviation ``sigma``, float32.
-
-    Irwin-Hall approximation of a Gaussian (sum of 4 uniform bytes, standardised): drawing the raw
-    bits is ~5x faster than ``Generator.standard_normal`` and indistinguishable for image noise.
-    """
-    n = int(np.prod(shape))
-    raw = rng.bit_generator.random_raw((n + 1) // 2).view(np.uint8)[: 4 * n].reshape(4, n)
-    s = raw[0].astype(np.uint16)
-    s += raw[1]
-    s += raw[2]
-    s += raw[3]
-    out = s.astype(np.float32)
-    out -= np.float32(510.0)  # mean of the sum of 4 uniform 0..255
-    out *= np.float32(sigma / 147.8)  # its standard deviation is sqrt(4 * (256**2 - 1) / 12)
-    return out.reshape(shape)
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
-    g = rng.standard_normal((max(2, h // cell + 2), max(2, w // cell + 2)), dtype=np.float32)
-    return cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Render one street scene: ``(image uint8 (H, W, 3) RGB, label uint8 (H, W) in 0..8)``."""
-    H, W = int(height), int(width)
-    cv = _Canvas(H, W)
-
-    cam = _Camera(f=W * rng.uniform(0.42, 0.58), xv=W * rng.uniform(0.35, 0.65),
-                  yv=H * rng.uniform(0.36, 0.5), cam_h=rng.uniform(1.3, 1.8))
-    z_bottom = cam.f * cam.cam_h / max(H - cam.yv, 1.0)  # depth seen at the bottom row
-
-    # Sky: vertical gradient (clear / overcast / dusk) plus clouds via texture.
-    kind = rng.random()
-    if kind < 0.5:
-        top, bot = (62, 112, 185), (160, 188, 220)
-    elif kind < 0.85:
-        top, bot = (165, 170, 180), (205, 208, 212)
-    else:
-        top, bot = (85, 95, 150), (225, 175, 140)
-    top, bot = _jitter(rng, top, (0.85, 1.1), 8), _jitter(rng, bot, (0.9, 1.1), 8)
-    t = np.clip(np.arange(H, dtype=np.float32) / max(cam.yv, 1.0), 0, 1)[:, None]
-    cv.img[:] = (top[None, :] * (1 - t) + bot[None, :] * t)[:, None, :]
-    sky_colour = (top + bot) / 2
-
-    # Street cross-section (metres, camera at X = 0).
-    a = rng.uniform(1.5, 5.0)  # road left of the camera
-    b = rng.uniform(2.5, 7.0)  # road right of the camera
-    sw_l, sw_r = rng.uniform(1.8, 5.0), rng.uniform(1.8, 5.0)
-    XL, XR = -a - sw_l, b + sw_r  # facade planes
-    z_near, z_far = 0.5, 400.0
-
-    road = _jitter(rng, (95, 94, 100), (0.65, 1.3), 6)
-    side_base = (150, 148, 145) if rng.random() < 0.7 else (165, 130, 115)
-    sidewalk = _jitter(rng, side_base, (0.7, 1.15), 8)
-    cv.fill(cam.ground(XL - 50.0, XR + 50.0, z_near, z_far), SIDEWALK, sidewalk)
-    cv.fill(cam.ground(-a, b, z_near, z_far), ROAD, road)
-
-    # Kerbs, paving joints, lane markings, zebra crossing (image only: they keep their class).
-    kerb = np.clip(sidewalk * rng.uniform(1.05, 1.3), 0, 255)
-    cv.paint(np.concatenate([cam.ground(-a - 0.18, -a, z_near, z_far), cam.ground(b, b + 0.18, z_near, z_far)]), kerb)
-    if rng.random() < 0.6:
-        step = rng.uniform(1.0, 2.0)
-        zs = np.arange(z_near + rng.uniform(0, step), 60.0, step)
-        joints = np.concatenate([cam.ground(XL, -a - 0.18, zs, zs + 0.06), cam.ground(b + 0.18, XR, zs, zs + 0.06)])
-        cv.paint(joints[_visible(joints, W, H, 0.3)], sidewalk * rng.uniform(0.7, 0.85))
-    paint_white = _jitter(rng, (215, 215, 205) if rng.random() < 0.8 else (215, 185, 70), (0.85, 1.05), 6)
-    if a + b > 5.0 and rng.random() < 0.8:
-        xm = rng.uniform(-a + 2.2, b - 2.2)
-        period, dash = rng.uniform(6.0, 12.0), rng.uniform(2.0, 4.0)
-        zs = np.arange(z_near + rng.uniform(0, period), 150.0, period)
-        cv.paint(cam.ground(xm - 0.07, xm + 0.07, zs, zs + dash), paint_white)
-    if rng.random() < 0.4:
-        cv.paint(np.concatenate([cam.ground(-a + 0.25, -a + 0.4, z_near, z_far),
-                                 cam.ground(b - 0.4, b - 0.25, z_near, z_far)]), paint_white)
-    if rng.random() < 0.25:
-        zc = rng.uniform(6.0, 22.0)
-        xs = np.arange(-a + 0.3, b - 0.3, 1.0)
-        cv.paint(cam.ground(xs, xs + 0.5, zc, zc + 3.0), paint_white)
-
-    # Buildings: facades along both sides, maybe a building closing the street.
-    z_end = rng.uniform(45.0, 160.0) if rng.random() < 0.5 else z_far
-    if z_end < z_far:
-        max_h = (cam.yv - 0.12 * H) * z_end / cam.f + cam.cam_h  # leave sky above it
-        _end_building(cv, cam, rng, z_end, XL, XR, float(np.clip(rng.uniform(6.0, 30.0), 3.0, max(max_h, 3.0))),
-                      sky_colour)
-    for X in (XL, XR):
-        segments = []
-        z = z_near
-        while z < z_end:
-            length = rng.uniform(6.0, 22.0) * (1.0 + z / 60.0)
-            z1 = min(z + length, z_end)
-            hgt = rng.uniform(4.0, 16.0) if rng.random() < 0.75 else rng.uniform(16.0, 30.0)
-            segments.append((z, z1, hgt))
-            z = z1
-        for z0, z1, hgt in reversed(segments):  # far to near
-            _facade(cv, cam, rng, X, z0, z1, hgt, sky_colour)
-        if rng.random() < 0.3:
-            hz = rng.uniform(z_bottom, 20.0)
-            _hedge(cv, cam, rng, X + (0.5 if X < 0 else -0.5), hz, hz + rng.uniform(3.0, 15.0))
-
-    # Objects, drawn far to near.
-    objects: List[Tuple[float, int, float]] = []
-    z_lo = max(z_bottom * 1.1, 2.0)
-
-    def depth(lo: float, hi: float) -> float:
-        # Uniform in 1/Z -> about uniform in image rows; biased a little towards the middle distance.
-        return 1.0 / rng.uniform(1.0 / max(hi, lo + 1e-3), 1.0 / lo)
-
-    n_cars = int(rng.choice([0, 1, 2, 3, 4, 5, 6], p=[0.04, 0.16, 0.22, 0.22, 0.16, 0.12, 0.08]))
-    for _ in range(n_cars):
-        if rng.random() < 0.5:  # parked at a kerb
-            X = (-a + rng.uniform(0.95, 1.15)) if rng.random() < 0.5 else (b - rng.uniform(0.95, 1.15))
-        else:
-            X = rng.uniform(-a + 1.0, b - 1.0)
-        objects.append((depth(z_lo + 3.0, 50.0), 0, X))
-    n_people = int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.06, 0.2, 0.26, 0.22, 0.16, 0.1]))
-    for _ in range(n_people):
-        if rng.random() < 0.8:
-            X = rng.uniform(XL + 0.4, -a - 0.3) if rng.random() < 0.5 else rng.uniform(b + 0.3, XR - 0.4)
-        else:
-            X = rng.uniform(-a, b)
-        objects.append((depth(z_lo + 1.0, 30.0), 1, X))
-    n_poles = int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.03, 0.2, 0.3, 0.25, 0.14, 0.08]))
-    for i in range(n_poles):
-        X = (-a - rng.uniform(0.3, 0.7)) if rng.random() < 0.5 else (b + rng.uniform(0.3, 0.7))
-        objects.append((depth(z_lo + 1.0, 40.0), 2 if i else 3, X))  # kind 3: the first pole, sign likely
-    n_trees = int(rng.choice([0, 1, 2, 3, 4], p=[0.15, 0.25, 0.3, 0.2, 0.1]))
-    for _ in range(n_trees):
-        X = (XL + rng.uniform(0.6, sw_l * 0.6)) if rng.random() < 0.5 else (XR - rng.uniform(0.6, sw_r * 0.6))
-        objects.append((depth(z_lo + 2.0, 60.0), 4, X))
-
-    for Z, kind_id, X in sorted(objects, key=lambda o: -o[0]):
-        if kind_id == 0:
-            _car(cv, cam, rng, X, Z)
-        elif kind_id == 1:
-            _person(cv, cam, rng, X, Z)
-        elif kind_id in (2, 3):
-            _pole(cv, cam, rng, X, Z, towards=1.0 if X < 0 else -1.0, sign_prob=0.85 if kind_id == 3 else 0.5)
-        else:
-            _tree(cv, cam, rng, X, Z)
-
-    # Appearance: texture, cast shadow, illumination, blur, noise, gamma.
-    img = cv.img
-    field = 0.65 * _smooth_noise(rng, H, W, 8) + 0.35 * _smooth_noise(rng, H, W, 2)
-    factor = 1.0 + _TEXTURE[cv.label] * field
-    if rng.random() < 0.5:  # a building's shadow cast across the road and a sidewalk
-        x_far = cam.xv + rng.uniform(-0.3, 0.3) * W
-        x_near = rng.uniform(-0.2, 1.2) * W
-        edge_x = -10.0 * W if rng.random() < 0.5 else 11.0 * W
-        poly = np.array([(x_far, cam.yv), (x_near, H + 1.0), (edge_x, H + 1.0), (edge_x, cam.yv)])
-        shade = np.zeros((H, W), dtype=np.float32)
-        cv2.fillPoly(shade, cv._fix(poly)[None], float(rng.uniform(0.2, 0.45)), cv2.LINE_8, _SHIFT)
-        shade *= cv.label <= SIDEWALK  # only the ground (ROAD = 0, SIDEWALK = 1) receives it
-        factor *= 1.0 - shade
-    gain = (rng.uniform(0.65, 1.25) * rng.uniform(0.92, 1.08, 3)).astype(np.float32)
-    img *= factor[:, :, None] * gain
-    sigma = rng.uniform(0.55, 1.1)
-    img = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
-    img += _gaussian_noise(rng, img.shape, rng.uniform(2.0, 7.0))
-    out = np.clip(img, 0, 255).astype(np.uint8)
-    gamma = rng.uniform(0.8, 1.25)
-    lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
-    out = cv2.LUT(out, lut)
-    return out, cv.label
-
-
-# ------------------------------------------------------------------------------------- dataset
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 

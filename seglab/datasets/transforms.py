@@ -2,7 +2,7 @@
 the dataset contract: a normalised float32 ``(3, H, W)`` image and an int64 ``(H, W)`` label.
 
 Train: random scale (image bilinear, label nearest) -> pad to the crop size if needed (image padded
-with the mean colour, i.e. 0 after normalisation; label padded with ``ignore_index``) -> random crop
+with the mean colour, i.e. ~0 after normalisation; label padded with ``ignore_index``) -> random crop
 -> horizontal flip -> normalise -> tensors. Eval: normalise -> tensors.
 
 The label is resized with ``cv2.INTER_NEAREST_EXACT``: it is nearest-neighbour like
@@ -161,7 +161,7 @@ def build_train_transform(
             min_width=w,
             position="random",
             border_mode=cv2.BORDER_CONSTANT,
-            fill=tuple(v * 255.0 for v in m),  # the mean colour -> exactly 0 after Normalize
+            fill=tuple(v * 255.0 for v in m),  # the mean colour -> ~0 after Normalize (uint8 rounding)
             fill_mask=ignore_index,
             p=1.0,
         ),

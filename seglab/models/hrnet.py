@@ -12,7 +12,7 @@ from torch import Tensor
 
 from seglab.errors import check
 from seglab.models import register_model
-from seglab.models.backbones.hrnet import HRNET_SPECS, HRNetBackbone, HRNetSpec, init_hrnet_weights
+from seglab.models.backbones.hrnet import HRNET_SPECS, WEIGHT_INITS, HRNetBackbone, HRNetSpec, init_hrnet_weights
 from seglab.models.heads.hrnet_head import HRNetV2Head
 from seglab.models.outputs import SegOutput
 
@@ -25,8 +25,10 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_common_args(num_classes: Any, in_chans: Any, bn_momentum: Any, align_corners: Any) -> None:
+def check_common_args(num_classes: Any, in_chans: Any, bn_momentum: Any, align_corners: Any,
+                      weight_init: Any = "kaiming") -> None:
     """Validate the keyword arguments shared by all HRNet-based models (raises ConfigError)."""
+    check(weight_init in WEIGHT_INITS, f"model.weight_init must be one of {', '.join(WEIGHT_INITS)} (got {weight_init!r})")
     check(_is_int(num_classes) and num_classes >= 1, f"model.num_classes must be an integer >= 1 (got {num_classes!r})")
     check(_is_int(in_chans) and in_chans >= 1, f"model.in_chans must be an integer >= 1 (got {in_chans!r})")
     check(_is_real(bn_momentum) and 0.0 < bn_momentum <= 1.0,
@@ -50,6 +52,8 @@ class HRNetV2(HRNetBackbone):
         in_chans: input image channels.
         bn_momentum: BatchNorm momentum (PyTorch convention).
         align_corners: of every bilinear upsampling (official configs: True).
+        weight_init: ``"kaiming"`` (default, for training from scratch) or ``"hrnet"`` (official
+            N(0, 0.001), meant to be overwritten by ImageNet weights); see :func:`init_hrnet_weights`.
 
     ``forward(images (B, in_chans, H, W)) -> SegOutput(logits=(B, num_classes, H/4, W/4))``
     (``H/4`` rounded up). It *is* the backbone plus a ``head`` (rather than holding a
@@ -60,12 +64,12 @@ class HRNetV2(HRNetBackbone):
     output_stride = 4
 
     def __init__(self, arch: str | HRNetSpec, num_classes: int, in_chans: int = 3, bn_momentum: float = 0.1,
-                 align_corners: bool = True) -> None:
-        check_common_args(num_classes, in_chans, bn_momentum, align_corners)
+                 align_corners: bool = True, weight_init: str = "kaiming") -> None:
+        check_common_args(num_classes, in_chans, bn_momentum, align_corners, weight_init)
         super().__init__(resolve_spec(arch), in_chans=in_chans, bn_momentum=bn_momentum, align_corners=align_corners)
         self.num_classes = num_classes
         self.head = HRNetV2Head(self.out_channels, num_classes, bn_momentum=bn_momentum, align_corners=align_corners)
-        init_hrnet_weights(self)
+        init_hrnet_weights(self, weight_init)
 
     def forward(self, images: Tensor, targets: Optional[Tensor] = None) -> SegOutput:
         """``images (B, in_chans, H, W)``; ``targets`` is unused (accepted for a uniform API)."""
@@ -73,8 +77,10 @@ class HRNetV2(HRNetBackbone):
 
 
 def _make_factory(arch: str) -> Callable[..., HRNetV2]:
-    def factory(num_classes: int, in_chans: int = 3, bn_momentum: float = 0.1, align_corners: bool = True) -> HRNetV2:
-        return HRNetV2(arch, num_classes, in_chans=in_chans, bn_momentum=bn_momentum, align_corners=align_corners)
+    def factory(num_classes: int, in_chans: int = 3, bn_momentum: float = 0.1, align_corners: bool = True,
+                weight_init: str = "kaiming") -> HRNetV2:
+        return HRNetV2(arch, num_classes, in_chans=in_chans, bn_momentum=bn_momentum, align_corners=align_corners,
+                       weight_init=weight_init)
 
     factory.__name__ = factory.__qualname__ = arch
     factory.__doc__ = f"HRNetV2 segmentation model with the {arch} backbone, logits at stride 4."

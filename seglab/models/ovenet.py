@@ -65,7 +65,7 @@ class OVeNet(HRNetBackbone):
         tau: maximum offset length in normalised image coordinates (> 0; paper default 0.5).
         offset_modules: HighResolutionModules in the offset branch's stage 4 (>= 1;
             default :func:`default_offset_modules`).
-        in_chans, bn_momentum, align_corners: as :class:`~seglab.models.hrnet.HRNetV2`.
+        in_chans, bn_momentum, align_corners, weight_init: as :class:`~seglab.models.hrnet.HRNetV2`.
 
     ``forward(images (B, in_chans, H, W))`` returns ``SegOutput(logits=S_f, initial_logits=S_i,
     seed_logits=S_s, offsets=o (B, 2, H/4, W/4), confidence=F (B, 1, H/4, W/4))``, class maps
@@ -76,8 +76,8 @@ class OVeNet(HRNetBackbone):
 
     def __init__(self, arch: str | HRNetSpec, num_classes: int, tau: float = DEFAULT_TAU,
                  offset_modules: Optional[int] = None, in_chans: int = 3, bn_momentum: float = 0.1,
-                 align_corners: bool = True) -> None:
-        check_common_args(num_classes, in_chans, bn_momentum, align_corners)
+                 align_corners: bool = True, weight_init: str = "kaiming") -> None:
+        check_common_args(num_classes, in_chans, bn_momentum, align_corners, weight_init)
         check(isinstance(tau, numbers.Real) and not isinstance(tau, bool) and tau > 0,
               f"model.tau must be > 0 (got {tau!r})")
         check(offset_modules is None or (isinstance(offset_modules, numbers.Integral)
@@ -94,7 +94,7 @@ class OVeNet(HRNetBackbone):
         self.offset_transition = make_transition(s3.out_channels, s4.out_channels, bn_momentum)
         self.offset_stage = make_stage(s4, s4.out_channels, num_modules=self.offset_modules, **kw)
         self.offset_head = HRNetV2Head(s4.out_channels, 3, **kw)
-        init_hrnet_weights(self)
+        init_hrnet_weights(self, weight_init)
         nn.init.zeros_(self.offset_head.classifier.weight)
         nn.init.zeros_(self.offset_head.classifier.bias)
 
@@ -127,9 +127,9 @@ class OVeNet(HRNetBackbone):
 
 def _make_factory(arch: str) -> Callable[..., OVeNet]:
     def factory(num_classes: int, tau: float = DEFAULT_TAU, offset_modules: Optional[int] = None, in_chans: int = 3,
-                bn_momentum: float = 0.1, align_corners: bool = True) -> OVeNet:
+                bn_momentum: float = 0.1, align_corners: bool = True, weight_init: str = "kaiming") -> OVeNet:
         return OVeNet(arch, num_classes, tau=tau, offset_modules=offset_modules, in_chans=in_chans,
-                      bn_momentum=bn_momentum, align_corners=align_corners)
+                      bn_momentum=bn_momentum, align_corners=align_corners, weight_init=weight_init)
 
     factory.__name__ = factory.__qualname__ = f"ovenet_{arch}"
     factory.__doc__ = f"OVeNet on {arch}, branching at stage 4; logits (fused S_f) at stride 4."

@@ -43,5 +43,8 @@ def quiet() -> None:
     ):
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.system_metrics", "mlflow.tracking.fluent",
-                 "ray.tune", "ray.train", "ray.data", "filelock"):
+                 "ray.tune", "ray.data", "filelock",
+                 # Ray Train configures "ray.train" itself (DEBUG + a level filter); silence at the source
+                 # the per-report INFO line every worker writes ("Reporting training result ...").
+                 "ray.train.v2._internal.execution.context"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -22,8 +22,16 @@ from seglab.platform.build import describe, validate_run
 from seglab.platform.config import RunConfig, flatten, set_dotted
 
 TRIAL_DRIVER_CPU = 0.1
-# Named search dimensions of a sweep config -> the run-config key they set.
+# Named search dimensions of a sweep config -> the run-config key they set, and their lower bound
+# (value, inclusive?).
 SEARCH_KEYS = {"kappa": "loss.kappa", "lam": "loss.lam", "tau": "model.tau"}
+SEARCH_LOWER_BOUNDS = {"kappa": (0.0, True), "lam": (0.0, True), "tau": (0.0, False)}
+
+
+def _check_bound(name: str, value: float) -> None:
+    low, inclusive = SEARCH_LOWER_BOUNDS[name]
+    ok = value >= low if inclusive else value > low
+    check(ok, f"sweep.{name} values must be {'>=' if inclusive else '>'} {low:g} (got {value:g})")
 
 
 @dataclass
@@ -64,8 +72,10 @@ def _check_dimension(name: str, values: Any, search: str) -> None:
         check(len(values) > 0, f"{key} is an empty list; give at least one value")
         for v in values:
             check(isinstance(v, (int, float)) and not isinstance(v, bool), f"{key} values must be numbers (got {v!r})")
+            _check_bound(name, v)
         return
     if isinstance(values, (int, float)) and not isinstance(values, bool):
+        _check_bound(name, values)
         return
     check(isinstance(values, dict) and len(values) == 1 and next(iter(values)) in ("uniform", "loguniform"),
           f"{key} must be a number, a list, or {{uniform: [lo, hi]}} / {{loguniform: [lo, hi]}} (got {values!r})")
@@ -74,6 +84,7 @@ def _check_dimension(name: str, values: Any, search: str) -> None:
     check(isinstance(bounds, (list, tuple)) and len(bounds) == 2 and bounds[0] < bounds[1],
           f"{key}.{dist} needs [lo, hi] with lo < hi (got {bounds!r})")
     check(dist != "loguniform" or bounds[0] > 0, f"{key}.loguniform needs lo > 0 (got {bounds[0]})")
+    _check_bound(name, bounds[0])
 
 
 def _grid(space: Dict[str, Any]) -> List[Dict[str, Any]]:

@@ -1,7 +1,6 @@
 """Integration fixtures: a real local Ray cluster (one per module) and a real MLflow SQLite store."""
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 

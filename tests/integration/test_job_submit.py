@@ -1,7 +1,10 @@
 """`ray job submit` of experiments/ovenet_sweep.py against a Ray head started by the test."""
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from seglab.platform import tracking
@@ -24,16 +27,15 @@ def _env(tmp_path):
 
 def test_ray_job_submit_runs_the_sweep(tmp_path):
     env = _env(tmp_path)
+    ray_tmp = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")  # AF_UNIX socket paths must stay < 108 bytes
     gcs, dash = free_port(), free_port()
     start = subprocess.run(
         [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
-         f"--temp-dir={tmp_path / 'ray'}"],
+         f"--temp-dir={ray_tmp}"],
         env=env, capture_output=True, text=True, timeout=120)
     assert start.returncode == 0, start.stderr[-2000:]
     try:
-        import json
-
         runtime_env = json.dumps({
             "env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE")},
             "excludes": [".venv", ".git", "runs", "outputs", "mlartifacts", "mlflow.db"],
@@ -50,6 +52,7 @@ def test_ray_job_submit_runs_the_sweep(tmp_path):
         assert "hrnet_w18_small_v1" in log and "val mIoU" in log
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
     client = tracking.client(env["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("jobtest")

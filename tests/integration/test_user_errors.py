@@ -10,7 +10,8 @@ from .conftest import REPO
 
 @pytest.mark.parametrize("override,fragment", [
     ("model.name=no_such_model", "unknown model 'no_such_model'"),
-    ("model.tau=-1", "model.tau"),
+    ("model.tau=-1", "model.tau must be > 0"),
+    ("sweep.tau=[0.5,-1]", "sweep.tau values must be > 0"),
     ("loss.kappa=-0.5", "loss.kappa"),
     ("model.pretrained=/nonexistent/weights.pth", "/nonexistent/weights.pth"),
     ("dataset.name=nope", "unknown dataset 'nope'"),
@@ -18,7 +19,7 @@ from .conftest import REPO
 def test_bad_input_is_one_line_before_ray(override, fragment, tmp_path):
     env = {**os.environ, "SEGLAB_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
     proc = subprocess.run([sys.executable, "experiments/ovenet_sweep.py", override, "trainer=tiny"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("seglab: error:"), proc.stderr

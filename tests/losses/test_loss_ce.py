@@ -6,22 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from seglab.losses import LossOutput, build_loss, pixel_cross_entropy
-try:
-    from seglab.models.outputs import SegOutput
-except ImportError:  # seglab/models/__init__.py mid-edit elsewhere: load the dataclass file alone
-    import importlib.util
-    import pathlib
-    import sys
-
-    import seglab
-
-    _spec = importlib.util.spec_from_file_location(
-        "_seglab_outputs", pathlib.Path(seglab.__file__).parent / "models" / "outputs.py"
-    )
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["_seglab_outputs"] = _mod  # dataclasses looks the module up
-    _spec.loader.exec_module(_mod)
-    SegOutput = _mod.SegOutput
+from seglab.models.outputs import SegOutput
 
 
 def _ce_hand(z, label):

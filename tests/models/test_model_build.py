@@ -6,25 +6,13 @@ import pytest
 import torch
 
 from seglab.errors import ConfigError
+from tests.models.conftest import build_meta
 from seglab.models import MODELS, SegOutput, build_model, list_models, model_options, register_model
 from seglab.models.outputs import SegOutput as OutputsSegOutput
 from seglab.registry import UnknownNameError
 
 
-@pytest.fixture(autouse=True)
-def fast_cpu():
-    """One thread, denormals flushed: see tests/models/test_model_zoo.py::fast_cpu."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
-    torch.set_num_threads(threads)
 
-
-def build_meta(name, **kwargs):
-    with torch.device("meta"):
-        return build_model(name, **kwargs)
 
 
 def test_reexports():
@@ -54,15 +42,16 @@ def test_builds_with_plain_kwargs():
 
 
 def test_model_options():
-    assert model_options("hrnet_w48") == ["num_classes", "in_chans", "bn_momentum", "align_corners"]
+    assert model_options("hrnet_w48") == ["num_classes", "in_chans", "bn_momentum", "align_corners", "weight_init"]
     assert model_options("ovenet_hrnet_w48") == [
-        "num_classes", "tau", "offset_modules", "in_chans", "bn_momentum", "align_corners"]
+        "num_classes", "tau", "offset_modules", "in_chans", "bn_momentum", "align_corners", "weight_init"]
 
 
 @pytest.mark.parametrize(
     "name,kwargs,fragment",
     [
         ("ovenet_hrnet_w18_small_v1", {"tau": -1.0}, "model.tau must be > 0 (got -1.0)"),
+        ("hrnet_w18_small_v1", {"weight_init": "xavier"}, "model.weight_init must be one of kaiming, hrnet"),
         ("ovenet_hrnet_w18_small_v1", {"tau": 0}, "model.tau must be > 0 (got 0)"),
         ("ovenet_hrnet_w18_small_v1", {"tau": "0.5"}, "model.tau must be > 0 (got '0.5')"),
         ("ovenet_hrnet_w18_small_v1", {"offset_modules": 0}, "model.offset_modules must be an integer >= 1"),
@@ -96,3 +85,14 @@ def test_core_does_not_import_platform_libraries():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_weight_init_schemes_hand_checked_statistics():
+    torch.manual_seed(0)
+    official = build_model("hrnet_w18_small_v1", num_classes=3, weight_init="hrnet")
+    kaiming = build_model("hrnet_w18_small_v1", num_classes=3)
+    w_off, w_kai = official.conv2.weight, kaiming.conv2.weight  # 64 -> 64, 3x3
+    assert abs(w_off.std().item() - 0.001) < 1e-4
+    # He normal, fan_out = 64 * 3 * 3: std = sqrt(2 / 576)
+    assert abs(w_kai.std().item() - (2 / 576) ** 0.5) < 0.004
+    assert torch.all(kaiming.bn1.weight == 1) and torch.all(kaiming.bn1.bias == 0)

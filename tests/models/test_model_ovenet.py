@@ -4,24 +4,12 @@ import torch
 from torch import nn
 
 from seglab.models import build_model
+from tests.models.conftest import build_meta
 from seglab.models.complexity import count_flops, count_parameters
 from seglab.models.ovenet import fuse_logits
 
 
-@pytest.fixture(autouse=True)
-def fast_cpu():
-    """One thread, denormals flushed: see tests/models/test_model_zoo.py::fast_cpu."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
-    torch.set_num_threads(threads)
 
-
-def build_meta(name, **kwargs):
-    with torch.device("meta"):
-        return build_model(name, **kwargs)
 
 
 def small_ovenet(**kwargs):

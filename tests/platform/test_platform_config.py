@@ -54,6 +54,12 @@ def test_plan_grid_has_baseline_first_and_all_combinations():
     assert "κ=0.25" in runs[1].label and "τ=0.2" in runs[1].label
 
 
+def test_unsearched_dimensions_keep_the_config_values():
+    runs = plan_trials(BASE, SweepConfig.from_dict({"kappa": None, "lam": None, "tau": None}))
+    assert len(runs) == 2
+    assert runs[1].model.kwargs["tau"] == 0.5 and runs[1].loss.kwargs == {"kappa": 0.5, "lam": 0.5, "conf_weight": 1.0}
+
+
 def test_plan_random_is_seeded_and_in_bounds():
     cfg = {"search": "random", "num_samples": 5, "seed": 3, "kappa": {"uniform": [0.1, 1.0]},
            "tau": {"loguniform": [0.1, 1.0]}, "lam": [0.5]}
@@ -70,6 +76,9 @@ def test_plan_random_is_seeded_and_in_bounds():
     ({"kappa": []}, "sweep.kappa is an empty list"),
     ({"search": "random", "tau": {"loguniform": [0, 1]}}, "sweep.tau.loguniform needs lo > 0"),
     ({"search": "bayes"}, "sweep.search must be grid or random"),
+    ({"tau": [0.5, 0.0]}, "sweep.tau values must be > 0"),
+    ({"kappa": -0.1}, "sweep.kappa values must be >= 0"),
+    ({"search": "random", "lam": {"uniform": [-1, 1]}}, "sweep.lam values must be >= 0"),
     ({"nonsense": 1}, "unknown key sweep.nonsense"),
 ])
 def test_sweep_config_errors(cfg, fragment):

@@ -309,11 +309,22 @@ class HRNetBackbone(nn.Module):
         return self.forward_features(images)
 
 
-def init_hrnet_weights(module: nn.Module) -> None:
-    """Official HRNet initialisation: conv weights ~ N(0, 0.001), conv biases 0, BN (1, 0)."""
+WEIGHT_INITS = ("kaiming", "hrnet")
+
+
+def init_hrnet_weights(module: nn.Module, scheme: str = "kaiming") -> None:
+    """Initialise convs and BNs (BN weight 1, bias 0; conv biases 0).
+
+    ``"hrnet"``: the official HRNet init, conv weights ~ N(0, 0.001). It is meant to be overwritten
+    by ImageNet weights and trains very slowly from scratch (and its tiny gradients hit CPU denormals).
+    ``"kaiming"`` (default): He-normal conv weights (fan_out, ReLU), the usual from-scratch init.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, std=0.001)
+            if scheme == "hrnet":
+                nn.init.normal_(m.weight, std=0.001)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
