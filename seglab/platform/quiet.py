@@ -43,8 +43,13 @@ def quiet() -> None:
     ):
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.system_metrics", "mlflow.tracking.fluent",
-                 "ray.tune", "ray.data", "filelock",
-                 # Ray Train configures "ray.train" itself (DEBUG + a level filter); silence at the source
-                 # the per-report INFO line every worker writes ("Reporting training result ...").
-                 "ray.train.v2._internal.execution.context"):
+                 "ray.tune", "ray.data", "filelock"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_train_worker() -> None:
+    """In a Ray Train worker: drop the INFO line every ``ray.train.report`` writes
+    ("Reporting training result ..."). Its logger is named after the module's file path."""
+    import ray.train.v2._internal.execution.context as train_context
+
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)

@@ -21,7 +21,7 @@ from seglab.metrics import ConfusionMatrix
 from seglab.platform import checkpoint as ckpt
 from seglab.platform.build import build_datasets, build_loss, build_model, describe
 from seglab.platform.config import RunConfig
-from seglab.platform.quiet import quiet
+from seglab.platform.quiet import quiet, quiet_train_worker
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
@@ -97,6 +97,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     import ray.train.torch
 
     quiet()
+    quiet_train_worker()
     run = RunConfig.from_dict(config["run"])
     t = run.trainer
     ctx = ray.train.get_context()
