@@ -69,7 +69,6 @@ __all__ = [
     "SPLITS",
     "SyntheticStreetDataset",
     "render_street_scene",
-    "synthetic",
 ]
 
 
@@ -91,6 +90,7 @@ def _size_pair(value: Any, key: str, minimum: int = 1) -> Tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+@register_dataset("synthetic")
 class SyntheticStreetDataset(Dataset):
     """The procedurally generated street scenes (see the module docstring).
 
@@ -196,22 +196,3 @@ class SyntheticStreetDataset(Dataset):
         return (f"SyntheticStreetDataset(split={self.split!r}, num_samples={self.num_samples}, "
                 f"image_size={self.image_size}, seed={self.seed}, crop_size={self.crop_size}, "
                 f"augment={self.augment})")
-
-
-@register_dataset("synthetic")
-def synthetic(
-    split: str = "train",
-    num_samples: Optional[int] = None,
-    image_size: Sequence[int] = DEFAULT_IMAGE_SIZE,
-    seed: int = 0,
-    crop_size: Optional[Sequence[int]] = None,
-    augment: bool = True,
-    scale_range: Sequence[float] = (0.5, 2.0),
-    hflip: bool = True,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> SyntheticStreetDataset:
-    """Procedural street scenes: 9 Cityscapes classes; train 200 / val 50 samples by default."""
-    return SyntheticStreetDataset(split=split, num_samples=num_samples, image_size=image_size, seed=seed,
-                                  crop_size=crop_size, augment=augment, scale_range=scale_range, hflip=hflip,
-                                  mean=mean, std=std)
