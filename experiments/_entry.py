@@ -24,3 +24,29 @@ def fail(error: ConfigError) -> None:
     """One line for a user error, no traceback; exit status 2."""
     print(f"seglab: error: {error}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def run_entry(cfg: DictConfig) -> None:
+    """Body of every sweep script: validate (dry run) or run the sweep, print the comparison."""
+    from seglab.platform.build import validate_run
+    from seglab.platform.sweep import SweepConfig, plan_trials, run_sweep
+
+    try:
+        base, sweep_dict = split_config(cfg)
+        sweep = SweepConfig.from_dict(sweep_dict)
+        if sweep.dry_run:
+            for run in plan_trials(base, sweep):
+                s = validate_run(run)
+                print(f"{run.label}{'  [baseline]' if run.baseline else ''}: {s.params / 1e6:.2f}M params, "
+                      f"{s.gflops:.1f} GFLOPs")
+            return
+        result = run_sweep(base, sweep)
+    except ConfigError as error:
+        fail(error)
+        return
+    print("\n" + result.table, flush=True)
+    print(f"\nMLflow: parent run {result.parent_run_id}; open the UI with `make ui` "
+          f"(experiment '{sweep.experiment}').", flush=True)
+    if result.errors:
+        print("failed trials:\n  " + "\n  ".join(result.errors), file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -78,8 +78,10 @@ class LossOutput:
 
 # Import the implementations so that they register themselves (after the names above exist).
 from seglab.losses import ce as _ce  # noqa: E402,F401
+from seglab.losses import ohem as _ohem  # noqa: E402,F401
 from seglab.losses import ovenet as _ovenet  # noqa: E402,F401
-from seglab.losses.ce import CrossEntropyLoss, pixel_cross_entropy  # noqa: E402
+from seglab.losses.ce import CITYSCAPES_CLASS_WEIGHTS, CrossEntropyLoss, pixel_cross_entropy  # noqa: E402
+from seglab.losses.ohem import OhemCrossEntropyLoss, ohem_cross_entropy  # noqa: E402
 from seglab.losses.ovenet import OVeNetLoss, confidence_loss, confidence_targets  # noqa: E402
 
 __all__ = [
@@ -88,8 +90,11 @@ __all__ = [
     "register_loss",
     "build_loss",
     "list_losses",
+    "CITYSCAPES_CLASS_WEIGHTS",
     "CrossEntropyLoss",
     "pixel_cross_entropy",
+    "OhemCrossEntropyLoss",
+    "ohem_cross_entropy",
     "OVeNetLoss",
     "confidence_loss",
     "confidence_targets",

@@ -23,7 +23,8 @@ MODELS = Registry("model")
 register_model = MODELS.register
 
 # Importing the model modules registers their factories (they use ``register_model`` above).
-from seglab.models import hrnet, ovenet  # noqa: E402,F401  (registration side effect)
+from seglab.models import deeplab, hrnet, ovenet  # noqa: E402,F401  (registration side effect)
+from seglab.models import ocr  # noqa: E402,F401  (registration side effect)
 
 
 def list_models() -> List[str]:

@@ -18,7 +18,8 @@ def read_state_dict(path: str, key: str = "model.pretrained") -> Dict[str, torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, not a torch file
-        raise ConfigError(f"{key}: cannot read {path} as a torch checkpoint ({type(exc).__name__}: {exc})") from None
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise ConfigError(f"{key}: cannot read {path} as a torch checkpoint ({type(exc).__name__}: {first[:200]})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -27,22 +28,42 @@ def read_state_dict(path: str, key: str = "model.pretrained") -> Dict[str, torch
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
-def load_pretrained(model: nn.Module, path: str, key: str = "model.pretrained") -> Tuple[int, list, list]:
-    """Load matching tensors of ``path`` into ``model``; returns (loaded, missing, unexpected).
+HEAD_PREFIXES = ("head.", "aux_head.", "cls_head.", "classifier.", "fc.", "offset_head.")
 
-    Tensors whose name exists in the model but whose shape differs (e.g. a classifier for another
-    number of classes) are skipped and reported as missing. If nothing matches, the file is for a
-    different architecture and a :class:`ConfigError` says so.
+
+def load_pretrained(model: nn.Module, path: str, key: str = "model.pretrained") -> Tuple[int, list, list]:
+    """Load the matching tensors of ``path`` into ``model``; returns (loaded, missing, unexpected).
+
+    File keys are matched as they are or with the model's ``pretrained_prefix`` in front (e.g.
+    torchvision ResNet keys ``conv1.weight`` -> ``backbone.conv1.weight``). A tensor whose name
+    matches but whose shape differs is tolerated only in a classifier/head (another number of
+    classes) and reported as missing; anywhere else it means the file is for another architecture
+    (e.g. an HRNet-W18 file for a W48 model) and a :class:`ConfigError` says so, as it does when
+    nothing matches at all.
     """
     state = read_state_dict(path, key)
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    prefix = getattr(model, "pretrained_prefix", "")
+    heads = tuple(getattr(model, "head_prefixes", HEAD_PREFIXES))
+    usable, unexpected, wrong_shape = {}, [], []
+    for name, tensor in state.items():
+        target = name if name in own else (prefix + name if prefix and prefix + name in own else None)
+        if target is None:
+            unexpected.append(name)
+        elif own[target].shape != tensor.shape:
+            wrong_shape.append((target, tuple(tensor.shape), tuple(own[target].shape)))
+        else:
+            usable[target] = tensor
+    body = [w for w in wrong_shape if not w[0].startswith(heads)]
+    if body:
+        name, got, want = body[0]
+        raise ConfigError(
+            f"{key}: {path} is for a different architecture than {type(model).__name__}: {len(body)} tensors differ "
+            f"in shape, e.g. {name} {got} in the file vs {want} in the model")
     if not usable:
         raise ConfigError(
             f"{key}: no tensor of {path} matches {type(model).__name__} (different architecture?); "
-            f"first keys in file: {', '.join(list(state)[:3])}"
-        )
+            f"first keys in file: {', '.join(list(state)[:3])}")
     missing = sorted(set(own) - set(usable))
-    unexpected = sorted(set(state) - set(usable))
     model.load_state_dict(usable, strict=False)
-    return len(usable), missing, unexpected
+    return len(usable), missing, sorted(unexpected)

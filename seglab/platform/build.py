@@ -34,8 +34,11 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
     if cfg.pretrained:
         if load_weights:
             loaded, missing, unexpected = load_pretrained(model, cfg.pretrained)
-            print(f"model.pretrained: loaded {loaded} tensors from {cfg.pretrained}; "
-                  f"{len(missing)} missing, {len(unexpected)} unexpected", flush=True)
+            if hasattr(model, "init_offset_branch_from_main"):  # OVeNet: the offset branch starts from them too
+                model.init_offset_branch_from_main()
+            print(f"model.pretrained: loaded {loaded} tensors from {cfg.pretrained}; {len(missing)} missing "
+                  f"(e.g. {', '.join(missing[:2]) or '-'}), {len(unexpected)} unexpected "
+                  f"(e.g. {', '.join(unexpected[:2]) or '-'})", flush=True)
         else:
             read_state_dict(cfg.pretrained)  # validates the file exists and is readable
     return model

@@ -7,6 +7,7 @@ trials never deadlock (each trial's driver takes 0.1 CPU, its workers the rest).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import time
@@ -49,6 +50,9 @@ class SweepConfig:
     max_concurrent_trials: Optional[int] = None
     max_trial_failures: int = 1
     dry_run: bool = False  # validate and print the plan, start nothing
+    # Baseline sweeps: one trial per model (a name or {name: ..., <option>: ...}), same loss and
+    # schedule; the first is the reference row of the comparison. Excludes a search space.
+    models: Optional[List[Any]] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "SweepConfig":
@@ -63,6 +67,12 @@ class SweepConfig:
         check(s.num_samples >= 1, f"sweep.num_samples must be >= 1 (got {s.num_samples})")
         for name, values in s.space.items():
             _check_dimension(name, values, s.search)
+        if s.models is not None:
+            check(isinstance(s.models, list) and len(s.models) > 0, "sweep.models must be a non-empty list of model names")
+            check(not s.space, f"sweep.models and a search space (sweep.{next(iter(s.space), '')}) exclude each other")
+            for m in s.models:
+                check(isinstance(m, str) or (isinstance(m, dict) and "name" in m),
+                      f"sweep.models entries must be a model name or {{name: ..., <option>: ...}} (got {m!r})")
         return s
 
 
@@ -114,6 +124,8 @@ def _sample(space: Dict[str, Any], num_samples: int, seed: int) -> List[Dict[str
 
 def plan_trials(base: Dict[str, Any], sweep: SweepConfig) -> List[RunConfig]:
     """The runs of a sweep: the baseline (if included) first, then one run per search point."""
+    if sweep.models is not None:
+        return _plan_models(base, sweep.models)
     points = _grid(sweep.space) if sweep.search == "grid" else _sample(sweep.space, sweep.num_samples, sweep.seed)
     runs: List[RunConfig] = []
     if sweep.include_baseline:
@@ -132,6 +144,19 @@ def plan_trials(base: Dict[str, Any], sweep: SweepConfig) -> List[RunConfig]:
     check(len(set(keys)) == len(keys), "the sweep contains the same run twice; check the search space")
     for r in runs:
         r.label = describe(r)
+    return runs
+
+
+def _plan_models(base: Dict[str, Any], models: List[Any]) -> List[RunConfig]:
+    runs = []
+    for i, entry in enumerate(models):
+        model = {"name": entry} if isinstance(entry, str) else dict(entry)
+        model.setdefault("pretrained", base.get("model", {}).get("pretrained"))
+        run = RunConfig.from_dict({**base, "model": model, "baseline": i == 0})
+        run.label = describe(run)
+        runs.append(run)
+    specs = [json.dumps(r.to_dict()["model"], sort_keys=True, default=str) for r in runs]
+    check(len(set(specs)) == len(specs), "sweep.models lists the same model twice")
     return runs
 
 

@@ -10,14 +10,14 @@ REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "experiments" / "conf"
 
 # Tiny everything: 2 DDP workers per trial, 2 epochs on 32x64 images.
-TINY_OVERRIDES = [
-    "model=ovenet_hrnet_w18_small_v1",
+TINY_DATA = [
     "trainer=tiny",
     "dataset.image_size=[32,64]",
     "dataset.train.num_samples=8",
     "dataset.train.crop_size=[32,64]",
     "dataset.val.num_samples=4",
 ]
+TINY_OVERRIDES = ["model=ovenet_hrnet_w18_small_v1", *TINY_DATA]
 
 
 def free_port() -> int:
@@ -26,15 +26,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def compose(overrides):
-    """The experiment config exactly as experiments/ovenet_sweep.py composes it."""
+def compose(overrides, config_name="config"):
+    """The experiment config exactly as experiments/ovenet_sweep.py (config) or
+    experiments/baselines.py (baselines) composes it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     from experiments._entry import split_config  # noqa: F401 (import check)
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     return split_config(cfg)
 
 

@@ -61,3 +61,25 @@ def test_two_trial_sweep_logs_nested_runs_and_resumes(ray_cluster, mlflow_store,
     assert "*" in result.table and "ovenet_hrnet_w18_small_v1" in result.table
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"comparison.md", "comparison.csv", "val_miou_curves.png"} <= artifacts
+
+
+def test_baseline_sweep_trains_ocr_and_deeplab(ray_cluster, mlflow_store, tmp_path):
+    from seglab.models import build_model
+    from seglab.models.complexity import count_parameters
+
+    from .conftest import TINY_DATA
+
+    base, sweep_dict = compose(TINY_DATA + ["sweep.models=[hrnet_w18_small_v1_ocr,deeplabv3plus_r50]",
+                                            "sweep.experiment=itest_baselines"], config_name="baselines")
+    result = run_sweep(base, SweepConfig.from_dict(sweep_dict), storage_root=str(tmp_path / "runs"))
+    assert result.errors == []
+    client = tracking.client(mlflow_store)
+    children = {c.data.tags["seglab.model"]: c for c in tracking.child_runs(result.parent_run_id, mlflow_store)}
+    assert set(children) == {"hrnet_w18_small_v1_ocr", "deeplabv3plus_r50"}
+    for name, child in children.items():
+        assert child.info.status == "FINISHED"
+        assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_miou")) == [1, 2]
+        assert int(child.data.params["model.params"]) == count_parameters(build_model(name, num_classes=9))
+    ocr = children["hrnet_w18_small_v1_ocr"].data.metrics
+    assert {"train_loss_main", "train_loss_aux"} <= set(ocr)  # aux head weighted 0.4 / main 1.0
+    assert children["hrnet_w18_small_v1_ocr"].data.tags["seglab.baseline"] == "true"  # first = reference row

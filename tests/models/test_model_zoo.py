@@ -9,6 +9,10 @@ EXPECTED_MODELS = [
     for method in ("", "ovenet_")
     for width in ("w18_small_v1", "w18_small_v2", "w18", "w32", "w48")
 ]
+EXPECTED_MODELS += [f"hrnet_{w}_ocr" for w in ("w18_small_v1", "w18_small_v2", "w18", "w32", "w48")]
+EXPECTED_MODELS += ["deeplabv3plus_r50", "deeplabv3plus_r101", "deeplabv2_r101", "fcn_r50", "unet"]
+# Stride of the logits where it is not 4 (64x64 input -> 64 / stride per side).
+LOGIT_STRIDE = {"deeplabv2_r101": 8, "unet": 1}
 
 
 
@@ -22,12 +26,13 @@ def test_forward_backward_tiny_input(name):
     torch.manual_seed(0)
     num_classes = 5
     model = build_model(name, num_classes=num_classes)
-    assert model.output_stride == 4
+    stride = LOGIT_STRIDE.get(name, 4)
+    assert model.output_stride == stride
     images = torch.randn(2, 3, 64, 64)
     out = model(images)
     assert isinstance(out, SegOutput)
-    assert out.output_stride == 4
-    assert out.logits.shape == (2, num_classes, 16, 16)
+    assert out.output_stride == stride
+    assert out.logits.shape == (2, num_classes, 64 // stride, 64 // stride)
     maps = {"logits": out.logits, **out.extras()}
     if name.startswith("ovenet_"):
         assert set(maps) == {"logits", "initial_logits", "seed_logits", "offsets", "confidence"}
@@ -37,6 +42,9 @@ def test_forward_backward_tiny_input(name):
         assert out.confidence.shape == (2, 1, 16, 16)
         assert out.offsets.abs().max() <= model.tau
         assert ((out.confidence >= 0) & (out.confidence <= 1)).all()
+    elif name.endswith("_ocr"):
+        assert set(maps) == {"logits", "aux_logits"}
+        assert out.aux_logits.shape == (2, num_classes, 16, 16)
     else:
         assert set(maps) == {"logits"}
     loss = sum(m.float().square().mean() for m in maps.values())
@@ -44,8 +52,9 @@ def test_forward_backward_tiny_input(name):
     for param_name, param in model.named_parameters():
         assert param.grad is not None, param_name
         assert torch.isfinite(param.grad).all(), param_name
-    head_grad = model.head.classifier.weight.grad
-    assert head_grad.abs().sum() > 0
+    classifier = model.classifier if name == "unet" else model.head.classifier  # DeepLabV2: 4 summed convs
+    head_grad = sum(p.grad.abs().sum() for n, p in classifier.named_parameters() if n.endswith("weight"))
+    assert head_grad > 0
 
 
 def test_odd_input_size_rounds_up():

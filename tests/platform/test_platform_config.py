@@ -108,3 +108,16 @@ def test_poly_lr_hand_values():
 def test_trainer_defaults_are_the_papers():
     t = TrainerConfig()
     assert (t.momentum, t.weight_decay, t.poly_power) == (0.9, 5e-4, 0.9)
+
+
+def test_plan_models_one_trial_per_model_first_is_reference():
+    sweep = SweepConfig.from_dict({"models": ["hrnet_w18_small_v1", {"name": "hrnet_w18_small_v2", "bn_momentum": 0.01}]})
+    runs = plan_trials(set_dotted(BASE, "loss", {"name": "ce"}), sweep)
+    assert [r.model.name for r in runs] == ["hrnet_w18_small_v1", "hrnet_w18_small_v2"]
+    assert [r.baseline for r in runs] == [True, False]
+    assert runs[1].model.kwargs == {"bn_momentum": 0.01} and runs[0].model.kwargs == {}
+    assert all(r.loss.name == "ce" and r.trainer == runs[0].trainer for r in runs)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        SweepConfig.from_dict({"models": ["hrnet_w18_small_v1"], "tau": [0.5]})
+    with pytest.raises(ConfigError, match="same model twice"):
+        plan_trials(BASE, SweepConfig.from_dict({"models": ["hrnet_w18_small_v1", "hrnet_w18_small_v1"]}))

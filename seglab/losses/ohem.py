@@ -1,0 +1,130 @@
+"""Online hard example mining cross-entropy (the ``ohem`` loss), as HRNet's ``OhemCrossEntropy``.
+
+Per image batch, at label resolution: p = softmax probability of the true class of each valid
+(non-ignored) pixel. With n valid pixels and ``p_(0) <= p_(1) <= ...`` sorted:
+
+* ``n > min_kept``: ``threshold = max(thresh, p_(min_kept))`` (0-based index, as the official
+  ``pred[min(min_kept, n - 1)]``) and the kept pixels are those with ``p < threshold`` -- the hard
+  pixels below ``thresh``, but at least (barring ties) the ``min_kept`` hardest ones;
+* ``n <= min_kept``: all valid pixels are kept.
+
+The loss is the mean of the per-pixel (class-weighted, ``w[y] * nll``) CE over the kept pixels; 0
+(attached to the graph) if none is kept. The selection itself carries no gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seglab.errors import check
+from seglab.losses import LossOutput, register_loss
+from seglab.losses.ce import (
+    ClassWeights,
+    _weights_for,
+    check_class_weights,
+    check_ignore_index,
+    check_loss_weight,
+    check_target,
+    main_and_aux_loss,
+    resize_to,
+)
+
+if TYPE_CHECKING:
+    from seglab.models.outputs import SegOutput
+
+
+def ohem_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    thresh: float = 0.7,
+    min_kept: int = 100000,
+    ignore_index: int = 255,
+    class_weights: Optional[Tensor] = None,
+    check_labels: bool = True,
+) -> Tensor:
+    """OHEM cross-entropy of ``(B, C, h, w)`` logits (upsampled bilinearly, ``align_corners=False``,
+    to the label size) against ``(B, H, W)`` labels; see the module docstring.
+
+    Deviation from the official code: when ``n <= min_kept`` the official
+    ``threshold = max(p_(n-1), thresh)`` with ``p < threshold`` drops the easiest pixel(s) if
+    their p exceeds ``thresh``; here all valid pixels are kept, as documented for OHEM.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be (B, C, h, w); got shape {tuple(logits.shape)}")
+    if check_labels:
+        check_target(target, logits.shape[1], ignore_index)
+    if logits.shape[0] != target.shape[0]:
+        raise ValueError(f"batch size of logits {logits.shape[0]} != batch size of target {target.shape[0]}")
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()
+    logits = resize_to(logits, target.shape[-2:])
+    target = target.long()
+    weight = None if class_weights is None else _weights_for(class_weights, logits)
+    pixel_losses = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
+    valid = target != ignore_index
+    with torch.no_grad():
+        prob = F.softmax(logits.detach(), dim=1).gather(1, torch.where(valid, target, 0).unsqueeze(1)).squeeze(1)
+        valid_prob = prob[valid]
+        n = valid_prob.numel()
+        if n > min_kept:
+            kth = valid_prob.kthvalue(min_kept + 1).values  # == sorted(valid_prob)[min_kept]
+            threshold = torch.clamp(kth, min=thresh)
+            keep = valid & (prob < threshold)
+        else:
+            keep = valid
+    kept_losses = torch.where(keep, pixel_losses, torch.zeros_like(pixel_losses))
+    return kept_losses.sum() / keep.sum().clamp_min(1).to(kept_losses.dtype)
+
+
+@register_loss("ohem")
+class OhemCrossEntropyLoss(nn.Module):
+    """OHEM CE (:func:`ohem_cross_entropy`) on ``output.logits``, plus ``aux_weight`` times the same
+    loss on ``output.aux_logits`` when the model has them.
+
+    Args:
+        ignore_index: label id of unlabelled pixels.
+        thresh: probability threshold in (0, 1] (official 0.7 for Cityscapes; 0.9 in the
+            HRNet configs' default).
+        min_kept: keep at least this many hardest pixels per batch (official 100000 -- the
+            official code also uses ``max(1, min_kept)``; here 0 is allowed).
+        class_weights: as for ``ce``: ``None``, ``"cityscapes"`` or one weight per class; they
+            multiply the per-pixel losses (official: plain mean of the weighted losses).
+        aux_weight, main_weight: ``total = main_weight * L(logits) + aux_weight * L(aux_logits)``.
+
+    Terms: ``{"loss": total}``; with ``aux_logits`` also the unweighted ``loss_main``, ``loss_aux``.
+    """
+
+    def __init__(self, ignore_index: int = 255, thresh: float = 0.7, min_kept: int = 100000,
+                 class_weights: ClassWeights = None, aux_weight: float = 0.4, main_weight: float = 1.0) -> None:
+        super().__init__()
+        self.ignore_index = check_ignore_index(ignore_index)
+        ok = isinstance(thresh, (int, float)) and not isinstance(thresh, bool) and math.isfinite(thresh) \
+            and 0.0 < thresh <= 1.0
+        check(ok, f"loss.thresh must be a probability in (0, 1] (default 0.7); got {thresh!r}")
+        self.thresh = float(thresh)
+        check(isinstance(min_kept, int) and not isinstance(min_kept, bool) and min_kept >= 0,
+              f"loss.min_kept must be an integer >= 0 (default 100000); got {min_kept!r}")
+        self.min_kept = int(min_kept)
+        weights = check_class_weights(class_weights)
+        self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
+        self.aux_weight = check_loss_weight("aux_weight", aux_weight, 0.4)
+        self.main_weight = check_loss_weight("main_weight", main_weight, 1.0)
+
+    def forward(self, output: "SegOutput", target: Tensor) -> LossOutput:
+        check_target(target, output.logits.shape[1], self.ignore_index)
+        return main_and_aux_loss(
+            output,
+            lambda logits: ohem_cross_entropy(logits, target, self.thresh, self.min_kept, self.ignore_index,
+                                              self.class_weights, check_labels=False),
+            self.main_weight,
+            self.aux_weight,
+        )
+
+    def extra_repr(self) -> str:
+        weighted = "none" if self.class_weights is None else f"{self.class_weights.numel()} classes"
+        return (f"thresh={self.thresh}, min_kept={self.min_kept}, ignore_index={self.ignore_index}, "
+                f"class_weights={weighted}, aux_weight={self.aux_weight}, main_weight={self.main_weight}")
