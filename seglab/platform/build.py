@@ -68,9 +68,15 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     from seglab.models.complexity import count_flops as _flops
     from seglab.models.complexity import count_parameters
 
+    from seglab.losses.ce import check_class_weights
+
     _, val = build_datasets(run.dataset)
     num_classes = int(val.num_classes)
     build_loss(run.loss, ignore_index=int(getattr(val, "ignore_index", 255)))
+    weights = check_class_weights(run.loss.kwargs.get("class_weights"))
+    if weights is not None and len(weights) != num_classes:
+        raise ConfigError(f"loss.class_weights has {len(weights)} values but dataset '{run.dataset.name}' has "
+                          f"{num_classes} classes")
     with torch.device("meta"):
         model = build_model(run.model, num_classes, load_weights=False)
     gflops = float("nan")

@@ -15,10 +15,11 @@ from .conftest import REPO
     ("loss.kappa=-0.5", "loss.kappa"),
     ("model.pretrained=/nonexistent/weights.pth", "/nonexistent/weights.pth"),
     ("dataset.name=nope", "unknown dataset 'nope'"),
+    ("loss=ce loss.class_weights=cityscapes", "loss.class_weights has 19 values but dataset 'synthetic' has 9"),
 ])
 def test_bad_input_is_one_line_before_ray(override, fragment, tmp_path):
     env = {**os.environ, "SEGLAB_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
-    proc = subprocess.run([sys.executable, "experiments/ovenet_sweep.py", override, "trainer=tiny"],
+    proc = subprocess.run([sys.executable, "experiments/ovenet_sweep.py", *override.split(), "trainer=tiny"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()
