@@ -192,15 +192,15 @@ class CrossEntropyLoss(nn.Module):
         self.aux_weight = check_loss_weight("aux_weight", aux_weight, 0.4)
         self.main_weight = check_loss_weight("main_weight", main_weight, 1.0)
 
+    def pixel_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The criterion on one logits map (subclasses change only this)."""
+        return pixel_cross_entropy(logits, target, self.ignore_index, check_labels=False,
+                                   class_weights=self.class_weights)
+
     def forward(self, output: "SegOutput", target: Tensor) -> LossOutput:
         check_target(target, output.logits.shape[1], self.ignore_index)
-        return main_and_aux_loss(
-            output,
-            lambda logits: pixel_cross_entropy(logits, target, self.ignore_index, check_labels=False,
-                                               class_weights=self.class_weights),
-            self.main_weight,
-            self.aux_weight,
-        )
+        return main_and_aux_loss(output, lambda logits: self.pixel_loss(logits, target), self.main_weight,
+                                 self.aux_weight)
 
     def extra_repr(self) -> str:
         weighted = "none" if self.class_weights is None else f"{self.class_weights.numel()} classes"

@@ -14,27 +14,15 @@ The loss is the mean of the per-pixel (class-weighted, ``w[y] * nll``) CE over t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from seglab.errors import check
-from seglab.losses import LossOutput, register_loss
-from seglab.losses.ce import (
-    ClassWeights,
-    _weights_for,
-    check_class_weights,
-    check_ignore_index,
-    check_loss_weight,
-    check_target,
-    main_and_aux_loss,
-    resize_to,
-)
-
-if TYPE_CHECKING:
-    from seglab.models.outputs import SegOutput
+from seglab.losses import register_loss
+from seglab.losses.ce import ClassWeights, CrossEntropyLoss, _weights_for, check_target, resize_to
 
 
 def ohem_cross_entropy(
@@ -81,7 +69,7 @@ def ohem_cross_entropy(
 
 
 @register_loss("ohem")
-class OhemCrossEntropyLoss(nn.Module):
+class OhemCrossEntropyLoss(CrossEntropyLoss):
     """OHEM CE (:func:`ohem_cross_entropy`) on ``output.logits``, plus ``aux_weight`` times the same
     loss on ``output.aux_logits`` when the model has them.
 
@@ -100,8 +88,7 @@ class OhemCrossEntropyLoss(nn.Module):
 
     def __init__(self, ignore_index: int = 255, thresh: float = 0.7, min_kept: int = 100000,
                  class_weights: ClassWeights = None, aux_weight: float = 0.4, main_weight: float = 1.0) -> None:
-        super().__init__()
-        self.ignore_index = check_ignore_index(ignore_index)
+        super().__init__(ignore_index, class_weights, aux_weight, main_weight)
         ok = isinstance(thresh, (int, float)) and not isinstance(thresh, bool) and math.isfinite(thresh) \
             and 0.0 < thresh <= 1.0
         check(ok, f"loss.thresh must be a probability in (0, 1] (default 0.7); got {thresh!r}")
@@ -109,22 +96,10 @@ class OhemCrossEntropyLoss(nn.Module):
         check(isinstance(min_kept, int) and not isinstance(min_kept, bool) and min_kept >= 0,
               f"loss.min_kept must be an integer >= 0 (default 100000); got {min_kept!r}")
         self.min_kept = int(min_kept)
-        weights = check_class_weights(class_weights)
-        self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
-        self.aux_weight = check_loss_weight("aux_weight", aux_weight, 0.4)
-        self.main_weight = check_loss_weight("main_weight", main_weight, 1.0)
 
-    def forward(self, output: "SegOutput", target: Tensor) -> LossOutput:
-        check_target(target, output.logits.shape[1], self.ignore_index)
-        return main_and_aux_loss(
-            output,
-            lambda logits: ohem_cross_entropy(logits, target, self.thresh, self.min_kept, self.ignore_index,
-                                              self.class_weights, check_labels=False),
-            self.main_weight,
-            self.aux_weight,
-        )
+    def pixel_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        return ohem_cross_entropy(logits, target, self.thresh, self.min_kept, self.ignore_index,
+                                  self.class_weights, check_labels=False)
 
     def extra_repr(self) -> str:
-        weighted = "none" if self.class_weights is None else f"{self.class_weights.numel()} classes"
-        return (f"thresh={self.thresh}, min_kept={self.min_kept}, ignore_index={self.ignore_index}, "
-                f"class_weights={weighted}, aux_weight={self.aux_weight}, main_weight={self.main_weight}")
+        return f"thresh={self.thresh}, min_kept={self.min_kept}, " + super().extra_repr()

@@ -19,6 +19,8 @@ from typing import Dict, List, Sequence, Tuple, Type
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.models.backbones.resnet import Bottleneck  # the same block (dilation 1), same names
+
 STEM_CHANNELS = 64
 
 
@@ -49,31 +51,6 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 -> 1x1 (x4 channels) with a residual connection (ResNet bottleneck)."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 bn_momentum: float = 0.1) -> None:
-        super().__init__()
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes, momentum=bn_momentum)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes, momentum=bn_momentum)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion, momentum=bn_momentum)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
 
