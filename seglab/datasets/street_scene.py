@@ -6,11 +6,12 @@ wrapper (splits, seeding, transforms) is :mod:`seglab.datasets.synthetic`.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
 
+from seglab.datasets.canvas import SHIFT, Camera, Canvas, gaussian_noise, jitter, smooth_noise, visible
 from seglab.datasets.labels import cityscapes_subset
 
 CITYSCAPES_TRAIN_IDS: Tuple[int, ...] = (0, 1, 2, 5, 7, 8, 10, 11, 13)
@@ -21,9 +22,6 @@ NUM_CLASSES = len(CITYSCAPES_TRAIN_IDS)
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR = range(NUM_CLASSES)
 
 # ----------------------------------------------------------------------------------- rendering
-_SHIFT = 4  # cv2 sub-pixel bits for polygon/ellipse vertices
-_ONE = float(1 << _SHIFT)
-
 # Texture strength per class (relative amplitude of a multi-scale noise field).
 _TEXTURE = np.zeros(256, dtype=np.float32)
 _TEXTURE[[ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR]] = (
@@ -47,119 +45,11 @@ _SIGN_FACES = np.array([
 ], dtype=np.float32)
 
 
-def _col(c: Any) -> Tuple[float, float, float]:
-    return (float(c[0]), float(c[1]), float(c[2]))
-
-
-def _jitter(rng: np.random.Generator, base: Any, scale: Tuple[float, float], noise: float) -> np.ndarray:
-    """``base`` colour times a random brightness plus independent per-channel noise."""
-    c = np.asarray(base, dtype=np.float32) * rng.uniform(*scale) + rng.normal(0.0, noise, 3)
-    return np.clip(c, 0, 255).astype(np.float32)
-
-
-class _Canvas:
-    """The label map and the (float) image, drawn with the same geometry."""
-
-    def __init__(self, h: int, w: int) -> None:
-        self.h, self.w = h, w
-        self.label = np.full((h, w), SKY, dtype=np.uint8)
-        self.img = np.zeros((h, w, 3), dtype=np.float32)
-
-    @staticmethod
-    def _fix(pts: Any) -> np.ndarray:
-        # Depths are >= 0.5 m and sizes < 100 m, so coordinates stay far inside int32 after the shift.
-        return np.rint(np.asarray(pts, dtype=np.float64) * _ONE).astype(np.int32)
-
-    def fill(self, polys: Any, cls: int, colour: Any) -> None:
-        """Fill polygons (``(N, k, 2)`` or ``(k, 2)`` image coordinates) in label and image."""
-        p = self._fix(polys)
-        if p.ndim == 2:
-            p = p[None]
-        cv2.fillPoly(self.label, p, int(cls), cv2.LINE_8, _SHIFT)
-        cv2.fillPoly(self.img, p, _col(colour), cv2.LINE_8, _SHIFT)
-
-    def paint(self, polys: Any, colour: Any) -> None:
-        """Fill polygons in the image only (markings, windows, details inside one class)."""
-        p = self._fix(polys)
-        if p.ndim == 2:
-            p = p[None]
-        if len(p):
-            cv2.fillPoly(self.img, p, _col(colour), cv2.LINE_8, _SHIFT)
-
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, cls: Optional[int], colour: Any) -> None:
-        c = (int(round(cx * _ONE)), int(round(cy * _ONE)))
-        ax = (max(int(round(rx * _ONE)), 1), max(int(round(ry * _ONE)), 1))
-        if cls is not None:
-            cv2.ellipse(self.label, c, ax, 0, 0, 360, int(cls), -1, cv2.LINE_8, _SHIFT)
-        cv2.ellipse(self.img, c, ax, 0, 0, 360, _col(colour), -1, cv2.LINE_8, _SHIFT)
-
-    def vbar(self, xc: float, width: float, y0: float, y1: float, cls: int, colour: Any) -> None:
-        """A vertical bar at least one pixel wide (thin poles would vanish as polygons)."""
-        wpx = max(1, int(round(width)))
-        x0 = int(np.floor(xc - wpx / 2.0 + 0.5))
-        xa, xb = max(x0, 0), min(x0 + wpx, self.w)
-        ya, yb = max(int(round(y0)), 0), min(int(round(y1)), self.h)
-        if xa < xb and ya < yb:
-            self.label[ya:yb, xa:xb] = cls
-            self.img[ya:yb, xa:xb] = colour
-
-
-class _Camera:
-    """Pinhole camera looking along the street: world (X right, height above road, Z forward)."""
-
-    def __init__(self, f: float, xv: float, yv: float, cam_h: float) -> None:
-        self.f, self.xv, self.yv, self.cam_h = f, xv, yv, cam_h
-
-    def x(self, X: Any, Z: Any) -> Any:
-        return self.xv + self.f * X / Z
-
-    def y(self, height: Any, Z: Any) -> Any:
-        return self.yv + self.f * (self.cam_h - height) / Z
-
-    def ppm(self, Z: float) -> float:
-        """Pixels per metre at depth ``Z``."""
-        return self.f / Z
-
-    @staticmethod
-    def _quads(xs: Sequence[Any], ys: Sequence[Any]) -> np.ndarray:
-        """Stack 4 corner x's and y's (scalars or broadcastable arrays) into ``(..., 4, 2)``."""
-        if all(isinstance(v, float) for v in (*xs, *ys)):  # one quad: the common, fast case
-            return np.array([[xs[0], ys[0]], [xs[1], ys[1]], [xs[2], ys[2]], [xs[3], ys[3]]])
-        shape = np.broadcast_shapes(*(np.shape(v) for v in (*xs, *ys)))
-        q = np.empty(shape + (4, 2), dtype=np.float64)
-        for k in range(4):
-            q[..., k, 0] = xs[k]
-            q[..., k, 1] = ys[k]
-        return q
-
-    def quad_x(self, X: float, Za: Any, Zb: Any, ha: Any, hb: Any) -> np.ndarray:
-        """Quads on the plane ``X = const`` spanning depth [Za, Zb] and height [ha, hb]."""
-        xa, xb = self.x(X, Za), self.x(X, Zb)
-        return self._quads((xa, xb, xb, xa), (self.y(ha, Za), self.y(ha, Zb), self.y(hb, Zb), self.y(hb, Za)))
-
-    def quad_z(self, Z: float, Xa: Any, Xb: Any, ha: Any, hb: Any) -> np.ndarray:
-        """Quads on the plane ``Z = const`` (facing the camera)."""
-        xa, xb, ya, yb = self.x(Xa, Z), self.x(Xb, Z), self.y(ha, Z), self.y(hb, Z)
-        return self._quads((xa, xb, xb, xa), (ya, ya, yb, yb))
-
-    def ground(self, Xa: Any, Xb: Any, Za: Any, Zb: Any) -> np.ndarray:
-        """Quads on the road plane spanning [Xa, Xb] x [Za, Zb]."""
-        ya, yb = self.y(0.0, Za), self.y(0.0, Zb)
-        return self._quads((self.x(Xa, Za), self.x(Xb, Za), self.x(Xb, Zb), self.x(Xa, Zb)), (ya, ya, yb, yb))
-
-
-def _visible(quads: np.ndarray, w: int, h: int, min_px: float = 0.7) -> np.ndarray:
-    """Mask of quads that are at least ``min_px`` wide and high and overlap the image."""
-    xs, ys = quads[..., 0], quads[..., 1]
-    x0, x1, y0, y1 = xs.min(-1), xs.max(-1), ys.min(-1), ys.max(-1)
-    return (x1 - x0 >= min_px) & (y1 - y0 >= min_px) & (x1 > 0) & (x0 < w) & (y1 > 0) & (y0 < h)
-
-
-def _windows(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, base: np.ndarray,
+def _windows(canvas: Canvas, cam: Camera, rng: np.random.Generator, base: np.ndarray,
              sky_colour: np.ndarray, quads: np.ndarray) -> None:
     """Paint window quads in two shades (dark interior / sky reflection)."""
     quads = quads.reshape(-1, 4, 2)
-    quads = quads[_visible(quads, canvas.w, canvas.h)]
+    quads = quads[visible(quads, canvas.w, canvas.h)]
     if not len(quads):
         return
     dark = base * rng.uniform(0.25, 0.55)
@@ -169,9 +59,9 @@ def _windows(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, base: np.n
     canvas.paint(quads[~pick], refl)
 
 
-def _facade(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float,
+def _facade(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float,
             height: float, sky_colour: np.ndarray) -> None:
-    base = _jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
+    base = jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
     canvas.fill(cam.quad_x(X, Z0, Z1, 0.0, height), BUILDING, base)
     if rng.random() < 0.2:  # darker ground floor (shops)
         canvas.paint(cam.quad_x(X, Z0, Z1, 0.0, min(height, rng.uniform(2.5, 4.0))), base * 0.7)
@@ -188,9 +78,9 @@ def _facade(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z
             _windows(canvas, cam, rng, base, sky_colour, quads)
 
 
-def _end_building(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, Z: float, Xl: float,
+def _end_building(canvas: Canvas, cam: Camera, rng: np.random.Generator, Z: float, Xl: float,
                   Xr: float, height: float, sky_colour: np.ndarray) -> None:
-    base = _jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
+    base = jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
     canvas.fill(cam.quad_z(Z, Xl, Xr, 0.0, height), BUILDING, base)
     floor_h, col_w = rng.uniform(2.8, 3.6), rng.uniform(1.8, 3.5)
     n_f, n_c = int((height - 1.0) // floor_h), int((Xr - Xl) // col_w)
@@ -202,13 +92,13 @@ def _end_building(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, Z: fl
         _windows(canvas, cam, rng, base, sky_colour, quads)
 
 
-def _tree(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float) -> None:
+def _tree(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z: float) -> None:
     ppm = cam.ppm(Z)
     trunk_h = rng.uniform(1.8, 3.2)
     radius = rng.uniform(1.3, 2.6)
-    trunk = _jitter(rng, (85, 68, 50), (0.7, 1.2), 8)
+    trunk = jitter(rng, (85, 68, 50), (0.7, 1.2), 8)
     canvas.fill(cam.quad_z(Z, X - 0.14, X + 0.14, 0.0, trunk_h + radius * 0.5), VEGETATION, trunk)
-    green = _jitter(rng, (78, 112, 42), (0.65, 1.3), 12)
+    green = jitter(rng, (78, 112, 42), (0.65, 1.3), 12)
     cy = trunk_h + radius * 0.9
     for _ in range(int(rng.integers(3, 6))):
         dx, dy = rng.uniform(-0.5, 0.5, 2) * radius
@@ -218,18 +108,18 @@ def _tree(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: 
                        r * ppm * rng.uniform(0.8, 1.0), VEGETATION, np.clip(shade, 0, 255))
 
 
-def _hedge(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float) -> None:
-    green = _jitter(rng, (70, 105, 40), (0.65, 1.25), 10)
+def _hedge(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float) -> None:
+    green = jitter(rng, (70, 105, 40), (0.65, 1.25), 10)
     canvas.fill(cam.quad_x(X, Z0, Z1, 0.0, rng.uniform(0.6, 1.3)), VEGETATION, green)
 
 
-def _pole(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float, towards: float,
+def _pole(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z: float, towards: float,
           sign_prob: float) -> None:
     ppm = cam.ppm(Z)
     lamp = rng.random() < 0.3
     height = rng.uniform(5.5, 8.0) if lamp else rng.uniform(2.8, 4.5)
     tone = rng.random()  # dark, grey or light paint
-    metal = _jitter(rng, (55, 58, 55) if tone < 0.5 else (135, 135, 138) if tone < 0.8 else (205, 205, 200),
+    metal = jitter(rng, (55, 58, 55) if tone < 0.5 else (135, 135, 138) if tone < 0.8 else (205, 205, 200),
                     (0.8, 1.15), 8)
     width = float(np.clip(rng.uniform(0.12, 0.2) * ppm, 1.0, 3.0 * canvas.h / 128.0))
     xc = float(cam.x(X, Z))
@@ -246,10 +136,10 @@ def _pole(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: 
         cx, cy, r = xc, float(cam.y(hc, Z)), size * ppm / 2
         if r < 0.9:  # at least ~2 px across
             r = 0.9
-        face = _jitter(rng, _SIGN_FACES[rng.integers(len(_SIGN_FACES))], (0.85, 1.1), 8)
+        face = jitter(rng, _SIGN_FACES[rng.integers(len(_SIGN_FACES))], (0.85, 1.1), 8)
         shape = rng.integers(4)
         if shape == 0:  # round sign, red rim
-            canvas.ellipse(cx, cy, r, r, SIGN, _jitter(rng, (200, 30, 35), (0.85, 1.1), 8))
+            canvas.ellipse(cx, cy, r, r, SIGN, jitter(rng, (200, 30, 35), (0.85, 1.1), 8))
             canvas.ellipse(cx, cy, r * 0.72, r * 0.72, None, face)
         elif shape == 1:  # rectangle
             aspect = rng.uniform(0.6, 1.6)
@@ -258,7 +148,7 @@ def _pole(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: 
             canvas.fill(np.array(pts), SIGN, face)
         elif shape == 2:  # triangle, red rim
             tri = np.array([(cx, cy - r * 1.1), (cx + r * 1.05, cy + r * 0.75), (cx - r * 1.05, cy + r * 0.75)])
-            canvas.fill(tri, SIGN, _jitter(rng, (200, 30, 35), (0.85, 1.1), 8))
+            canvas.fill(tri, SIGN, jitter(rng, (200, 30, 35), (0.85, 1.1), 8))
             inner = (tri - (cx, cy)) * 0.6 + (cx, cy + r * 0.1)
             canvas.paint(inner, (230, 230, 230))
         else:  # diamond
@@ -266,12 +156,12 @@ def _pole(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: 
                         SIGN, face)
 
 
-def _person(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float) -> None:
+def _person(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z: float) -> None:
     ppm = cam.ppm(Z)
     height = rng.uniform(1.55, 1.95)
-    skin = _jitter(rng, _SKIN[rng.integers(len(_SKIN))], (0.9, 1.1), 6)
-    shirt = _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], (0.8, 1.15), 10)
-    trousers = _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], (0.6, 1.0), 8)
+    skin = jitter(rng, _SKIN[rng.integers(len(_SKIN))], (0.9, 1.1), 6)
+    shirt = jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], (0.8, 1.15), 10)
+    trousers = jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], (0.6, 1.0), 8)
     leg_top = height * 0.5
     stride = rng.uniform(0.0, 0.25)
     for side in (-1, 1):  # legs
@@ -295,20 +185,20 @@ def _person(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z
     head_r = 0.11
     canvas.ellipse(cam.x(X, Z), cam.y(height - head_r * 1.15, Z), head_r * ppm, head_r * 1.2 * ppm, PERSON, skin)
     if rng.random() < 0.6:  # hair
-        hair = _jitter(rng, (45, 35, 28), (0.6, 2.2), 8)
+        hair = jitter(rng, (45, 35, 28), (0.6, 2.2), 8)
         canvas.ellipse(cam.x(X, Z), cam.y(height - head_r * 0.6, Z), head_r * 1.02 * ppm, head_r * 0.6 * ppm,
                        PERSON, hair)
 
 
-def _car(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: float) -> None:
+def _car(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z: float) -> None:
     """A car whose near (rear or front) face is at depth ``Z``, centred at ``X``."""
     width = rng.uniform(1.65, 2.0)
     length = rng.uniform(3.8, 4.8)
     body_h = rng.uniform(0.75, 0.95)
     roof_h = body_h + rng.uniform(0.5, 0.75)
-    paint = _jitter(rng, _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))], (0.85, 1.12), 10)
-    glass = _jitter(rng, (40, 48, 58), (0.7, 1.6), 8)
-    tyre = _jitter(rng, (25, 25, 27), (0.8, 1.3), 4)
+    paint = jitter(rng, _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))], (0.85, 1.12), 10)
+    glass = jitter(rng, (40, 48, 58), (0.7, 1.6), 8)
+    tyre = jitter(rng, (25, 25, 27), (0.8, 1.3), 4)
     xl, xr = X - width / 2, X + width / 2
     clearance = 0.18
     # Side face visible from the camera (the side nearer to X = 0).
@@ -361,35 +251,12 @@ def _car(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, X: float, Z: f
     canvas.paint(cam.quad_z(Z, xl + 0.02, xr - 0.02, clearance, clearance + 0.12), paint * 0.45)  # bumper shade
 
 
-def _gaussian_noise(rng: np.random.Generator, shape: Tuple[int, ...], sigma: float) -> np.ndarray:
-    """Zero-mean noise of standard deviation ``sigma``, float32.
-
-    Irwin-Hall approximation of a Gaussian (sum of 4 uniform bytes, standardised): drawing the raw
-    bits is ~5x faster than ``Generator.standard_normal`` and indistinguishable for image noise.
-    """
-    n = int(np.prod(shape))
-    raw = rng.bit_generator.random_raw((n + 1) // 2).view(np.uint8)[: 4 * n].reshape(4, n)
-    s = raw[0].astype(np.uint16)
-    s += raw[1]
-    s += raw[2]
-    s += raw[3]
-    out = s.astype(np.float32)
-    out -= np.float32(510.0)  # mean of the sum of 4 uniform 0..255
-    out *= np.float32(sigma / 147.8)  # its standard deviation is sqrt(4 * (256**2 - 1) / 12)
-    return out.reshape(shape)
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
-    g = rng.standard_normal((max(2, h // cell + 2), max(2, w // cell + 2)), dtype=np.float32)
-    return cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
     """Render one street scene: ``(image uint8 (H, W, 3) RGB, label uint8 (H, W) in 0..8)``."""
     H, W = int(height), int(width)
-    cv = _Canvas(H, W)
+    cv = Canvas(H, W, background=SKY)
 
-    cam = _Camera(f=W * rng.uniform(0.42, 0.58), xv=W * rng.uniform(0.35, 0.65),
+    cam = Camera(f=W * rng.uniform(0.42, 0.58), xv=W * rng.uniform(0.35, 0.65),
                   yv=H * rng.uniform(0.36, 0.5), cam_h=rng.uniform(1.3, 1.8))
     z_bottom = cam.f * cam.cam_h / max(H - cam.yv, 1.0)  # depth seen at the bottom row
 
@@ -401,7 +268,7 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
         top, bot = (165, 170, 180), (205, 208, 212)
     else:
         top, bot = (85, 95, 150), (225, 175, 140)
-    top, bot = _jitter(rng, top, (0.85, 1.1), 8), _jitter(rng, bot, (0.9, 1.1), 8)
+    top, bot = jitter(rng, top, (0.85, 1.1), 8), jitter(rng, bot, (0.9, 1.1), 8)
     t = np.clip(np.arange(H, dtype=np.float32) / max(cam.yv, 1.0), 0, 1)[:, None]
     cv.img[:] = (top[None, :] * (1 - t) + bot[None, :] * t)[:, None, :]
     sky_colour = (top + bot) / 2
@@ -413,9 +280,9 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
     XL, XR = -a - sw_l, b + sw_r  # facade planes
     z_near, z_far = 0.5, 400.0
 
-    road = _jitter(rng, (95, 94, 100), (0.65, 1.3), 6)
+    road = jitter(rng, (95, 94, 100), (0.65, 1.3), 6)
     side_base = (150, 148, 145) if rng.random() < 0.7 else (165, 130, 115)
-    sidewalk = _jitter(rng, side_base, (0.7, 1.15), 8)
+    sidewalk = jitter(rng, side_base, (0.7, 1.15), 8)
     cv.fill(cam.ground(XL - 50.0, XR + 50.0, z_near, z_far), SIDEWALK, sidewalk)
     cv.fill(cam.ground(-a, b, z_near, z_far), ROAD, road)
 
@@ -426,8 +293,8 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
         step = rng.uniform(1.0, 2.0)
         zs = np.arange(z_near + rng.uniform(0, step), 60.0, step)
         joints = np.concatenate([cam.ground(XL, -a - 0.18, zs, zs + 0.06), cam.ground(b + 0.18, XR, zs, zs + 0.06)])
-        cv.paint(joints[_visible(joints, W, H, 0.3)], sidewalk * rng.uniform(0.7, 0.85))
-    paint_white = _jitter(rng, (215, 215, 205) if rng.random() < 0.8 else (215, 185, 70), (0.85, 1.05), 6)
+        cv.paint(joints[visible(joints, W, H, 0.3)], sidewalk * rng.uniform(0.7, 0.85))
+    paint_white = jitter(rng, (215, 215, 205) if rng.random() < 0.8 else (215, 185, 70), (0.85, 1.05), 6)
     if a + b > 5.0 and rng.random() < 0.8:
         xm = rng.uniform(-a + 2.2, b - 2.2)
         period, dash = rng.uniform(6.0, 12.0), rng.uniform(2.0, 4.0)
@@ -507,7 +374,7 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
 
     # Appearance: texture, cast shadow, illumination, blur, noise, gamma.
     img = cv.img
-    field = 0.65 * _smooth_noise(rng, H, W, 8) + 0.35 * _smooth_noise(rng, H, W, 2)
+    field = 0.65 * smooth_noise(rng, H, W, 8) + 0.35 * smooth_noise(rng, H, W, 2)
     factor = 1.0 + _TEXTURE[cv.label] * field
     if rng.random() < 0.5:  # a building's shadow cast across the road and a sidewalk
         x_far = cam.xv + rng.uniform(-0.3, 0.3) * W
@@ -515,19 +382,16 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
         edge_x = -10.0 * W if rng.random() < 0.5 else 11.0 * W
         poly = np.array([(x_far, cam.yv), (x_near, H + 1.0), (edge_x, H + 1.0), (edge_x, cam.yv)])
         shade = np.zeros((H, W), dtype=np.float32)
-        cv2.fillPoly(shade, cv._fix(poly)[None], float(rng.uniform(0.2, 0.45)), cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(shade, cv._fix(poly)[None], float(rng.uniform(0.2, 0.45)), cv2.LINE_8, SHIFT)
         shade *= cv.label <= SIDEWALK  # only the ground (ROAD = 0, SIDEWALK = 1) receives it
         factor *= 1.0 - shade
     gain = (rng.uniform(0.65, 1.25) * rng.uniform(0.92, 1.08, 3)).astype(np.float32)
     img *= factor[:, :, None] * gain
     sigma = rng.uniform(0.5, 0.95)
     img = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma)
-    img += _gaussian_noise(rng, img.shape, rng.uniform(2.0, 7.0))
+    img += gaussian_noise(rng, img.shape, rng.uniform(2.0, 7.0))
     out = np.clip(img, 0, 255).astype(np.uint8)
     gamma = rng.uniform(0.8, 1.25)
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
     out = cv2.LUT(out, lut)
     return out, cv.label
-
-
-# ------------------------------------------------------------------------------------- dataset

@@ -47,6 +47,19 @@ def check_target(target: Tensor, num_classes: int, ignore_index: int) -> None:
         )
 
 
+def prepare_logits(logits: Tensor, target: Tensor, ignore_index: int, check_labels: bool) -> Tuple[Tensor, Tensor]:
+    """Validate shapes (and labels), compute in float32 at least, upsample logits to the label size."""
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be (B, C, h, w); got shape {tuple(logits.shape)}")
+    if check_labels:
+        check_target(target, logits.shape[1], ignore_index)
+    if logits.shape[0] != target.shape[0]:
+        raise ValueError(f"batch size of logits {logits.shape[0]} != batch size of target {target.shape[0]}")
+    if logits.dtype not in (torch.float32, torch.float64):  # half / bfloat16: compute in float32
+        logits = logits.float()
+    return resize_to(logits, target.shape[-2:]), target.long()
+
+
 def pixel_cross_entropy(
     logits: Tensor,
     target: Tensor,
@@ -72,16 +85,7 @@ def pixel_cross_entropy(
         A scalar: sum of per-pixel CE over valid pixels / number of valid pixels. When no pixel is
         valid the result is 0 (still attached to the graph, with zero gradient), never NaN.
     """
-    if logits.dim() != 4:
-        raise ValueError(f"logits must be (B, C, h, w); got shape {tuple(logits.shape)}")
-    if check_labels:
-        check_target(target, logits.shape[1], ignore_index)
-    if logits.shape[0] != target.shape[0]:
-        raise ValueError(f"batch size of logits {logits.shape[0]} != batch size of target {target.shape[0]}")
-    if logits.dtype not in (torch.float32, torch.float64):  # half / bfloat16: compute in float32
-        logits = logits.float()
-    logits = resize_to(logits, target.shape[-2:])
-    target = target.long()
+    logits, target = prepare_logits(logits, target, ignore_index, check_labels)
     if class_weights is not None:
         weight = _weights_for(class_weights, logits)
         summed = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="sum")

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from seglab.errors import check
 from seglab.losses import register_loss
-from seglab.losses.ce import ClassWeights, CrossEntropyLoss, _weights_for, check_target, resize_to
+from seglab.losses.ce import ClassWeights, CrossEntropyLoss, _weights_for, prepare_logits
 
 
 def ohem_cross_entropy(
@@ -41,16 +41,7 @@ def ohem_cross_entropy(
     ``threshold = max(p_(n-1), thresh)`` with ``p < threshold`` drops the easiest pixel(s) if
     their p exceeds ``thresh``; here all valid pixels are kept, as documented for OHEM.
     """
-    if logits.dim() != 4:
-        raise ValueError(f"logits must be (B, C, h, w); got shape {tuple(logits.shape)}")
-    if check_labels:
-        check_target(target, logits.shape[1], ignore_index)
-    if logits.shape[0] != target.shape[0]:
-        raise ValueError(f"batch size of logits {logits.shape[0]} != batch size of target {target.shape[0]}")
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()
-    logits = resize_to(logits, target.shape[-2:])
-    target = target.long()
+    logits, target = prepare_logits(logits, target, ignore_index, check_labels)
     weight = None if class_weights is None else _weights_for(class_weights, logits)
     pixel_losses = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
     valid = target != ignore_index
