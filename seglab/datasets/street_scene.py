@@ -59,6 +59,19 @@ def _windows(canvas: Canvas, cam: Camera, rng: np.random.Generator, base: np.nda
     canvas.paint(quads[~pick], refl)
 
 
+def _window_grid(rng: np.random.Generator, start: float, end: float, height: float):
+    """Window rows/columns of a wall spanning [start, end] (metres along it) and ``height``:
+    (column starts, window width, row bottoms, window height), or None when no window fits."""
+    floor_h, col_w = rng.uniform(2.8, 3.6), rng.uniform(1.8, 3.5)
+    n_f, n_c = int((height - 1.0) // floor_h), int((end - start) // col_w)
+    if n_f <= 0 or n_c <= 0:
+        return None
+    wh, ww = floor_h * rng.uniform(0.35, 0.6), col_w * rng.uniform(0.35, 0.7)
+    rows = 1.2 + np.arange(n_f) * floor_h
+    cols = start + (end - start - n_c * col_w) / 2 + np.arange(n_c) * col_w + (col_w - ww) / 2
+    return cols, ww, rows, wh
+
+
 def _facade(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z0: float, Z1: float,
             height: float, sky_colour: np.ndarray) -> None:
     base = jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
@@ -66,14 +79,9 @@ def _facade(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z0:
     if rng.random() < 0.2:  # darker ground floor (shops)
         canvas.paint(cam.quad_x(X, Z0, Z1, 0.0, min(height, rng.uniform(2.5, 4.0))), base * 0.7)
     if rng.random() < 0.9:
-        floor_h = rng.uniform(2.8, 3.6)
-        col_w = rng.uniform(1.8, 3.5)
-        n_f = int((height - 1.0) // floor_h)
-        n_c = int((Z1 - Z0) // col_w)
-        if n_f > 0 and n_c > 0:
-            wh, ww = floor_h * rng.uniform(0.35, 0.6), col_w * rng.uniform(0.35, 0.7)
-            hb = 1.2 + np.arange(n_f) * floor_h
-            za = Z0 + (Z1 - Z0 - n_c * col_w) / 2 + np.arange(n_c) * col_w + (col_w - ww) / 2
+        grid = _window_grid(rng, Z0, Z1, height)
+        if grid is not None:
+            za, ww, hb, wh = grid
             quads = cam.quad_x(X, za[None, :], za[None, :] + ww, hb[:, None], hb[:, None] + wh)
             _windows(canvas, cam, rng, base, sky_colour, quads)
 
@@ -82,12 +90,9 @@ def _end_building(canvas: Canvas, cam: Camera, rng: np.random.Generator, Z: floa
                   Xr: float, height: float, sky_colour: np.ndarray) -> None:
     base = jitter(rng, _BUILDING_MATERIALS[rng.integers(len(_BUILDING_MATERIALS))], (0.75, 1.15), 10)
     canvas.fill(cam.quad_z(Z, Xl, Xr, 0.0, height), BUILDING, base)
-    floor_h, col_w = rng.uniform(2.8, 3.6), rng.uniform(1.8, 3.5)
-    n_f, n_c = int((height - 1.0) // floor_h), int((Xr - Xl) // col_w)
-    if n_f > 0 and n_c > 0:
-        wh, ww = floor_h * rng.uniform(0.35, 0.6), col_w * rng.uniform(0.35, 0.7)
-        hb = 1.2 + np.arange(n_f) * floor_h
-        xa = Xl + (Xr - Xl - n_c * col_w) / 2 + np.arange(n_c) * col_w + (col_w - ww) / 2
+    grid = _window_grid(rng, Xl, Xr, height)
+    if grid is not None:
+        xa, ww, hb, wh = grid
         quads = cam.quad_z(Z, xa[None, :], xa[None, :] + ww, hb[:, None], hb[:, None] + wh)
         _windows(canvas, cam, rng, base, sky_colour, quads)
 
