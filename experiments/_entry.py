@@ -28,17 +28,18 @@ def fail(error: ConfigError) -> None:
 
 def run_entry(cfg: DictConfig) -> None:
     """Body of every sweep script: validate (dry run) or run the sweep, print the comparison."""
-    from seglab.platform.build import validate_run
-    from seglab.platform.sweep import SweepConfig, plan_trials, run_sweep
+    from seglab.platform.sweep import SweepConfig, plan_trials, run_sweep, validate_sweep
 
     try:
         base, sweep_dict = split_config(cfg)
         sweep = SweepConfig.from_dict(sweep_dict)
         if sweep.dry_run:
-            for run in plan_trials(base, sweep):
-                s = validate_run(run)
+            runs = plan_trials(base, sweep)
+            for run, s in zip(runs, validate_sweep(base, sweep, runs)):
                 print(f"{run.label}{'  [baseline]' if run.baseline else ''}: {s.params / 1e6:.2f}M params, "
                       f"{s.gflops:.1f} GFLOPs")
+            if sweep.search == "optuna":
+                print(f"+ {sweep.num_samples} run(s) proposed by Optuna over {', '.join(sorted(sweep.space))}")
             return
         result = run_sweep(base, sweep)
     except ConfigError as error:

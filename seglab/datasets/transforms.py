@@ -122,8 +122,13 @@ def build_train_transform(
     std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = IGNORE_INDEX,
     seed: Optional[int] = None,
+    base_size: Optional[int] = None,
 ) -> SegTransform:
     """Training pipeline: random scale, pad, random crop to ``crop_size`` = (h, w), flip, normalise.
+
+    ``base_size``: resize the long side to this many pixels first (the HRNet protocol: "random
+    scale 0.5-2.0 of the base size", e.g. 2048 on Cityscapes, 520 on ADE20K); ``None`` keeps the
+    file's size as the base.
 
     ``scale_range`` = (low, high) is the range the resize factor is drawn from uniformly (1.0 = no
     resize; ``(1.0, 1.0)`` disables scaling). ``mean``/``std`` are per RGB channel in 0..1 units
@@ -145,7 +150,7 @@ def build_train_transform(
     h, w = int(crop_size[0]), int(crop_size[1])
     low, high = float(scale_range[0]), float(scale_range[1])
 
-    steps: list = []
+    steps: list = _base_resize(base_size)
     if (low, high) != (1.0, 1.0):
         steps.append(
             A.RandomScale(
@@ -173,10 +178,23 @@ def build_train_transform(
     return SegTransform(A.Compose(steps, seed=seed), ignore_index=ignore_index)
 
 
+def _base_resize(base_size: Optional[int]) -> list:
+    """``[LongestMaxSize(base_size)]`` (image bilinear, label nearest-exact), or ``[]`` for ``None``."""
+    if base_size is None:
+        return []
+    check(isinstance(base_size, int) and not isinstance(base_size, bool) and base_size > 0,
+          f"transform.base_size must be null or a positive int (long side in pixels), got {base_size!r}")
+    return [A.LongestMaxSize(max_size=int(base_size), interpolation=cv2.INTER_LINEAR,
+                             mask_interpolation=cv2.INTER_NEAREST_EXACT, p=1.0)]
+
+
 def build_eval_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    base_size: Optional[int] = None,
 ) -> SegTransform:
-    """Evaluation pipeline: normalise (``mean``/``std`` per RGB channel in 0..1 units) -> tensors."""
+    """Evaluation pipeline: (resize the long side to ``base_size`` when given,) normalise
+    (``mean``/``std`` per RGB channel in 0..1 units) -> tensors. ``None`` keeps full resolution."""
     m, s = _check_mean_std(mean, std)
-    return SegTransform(A.Compose([A.Normalize(mean=m, std=s, max_pixel_value=255.0, p=1.0)]))
+    steps = _base_resize(base_size) + [A.Normalize(mean=m, std=s, max_pixel_value=255.0, p=1.0)]
+    return SegTransform(A.Compose(steps))

@@ -5,6 +5,8 @@ so that a bad name, value or file fails with one line before any cluster resourc
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, check
 from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig, RunConfig
 
 
@@ -26,7 +28,42 @@ def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
     return train, val
 
 
+def verify_datasets(cfg: DatasetConfig, workers: int = 2) -> None:
+    """Scan both splits of an on-disk data set once (every label decoded and mapped, every image
+    checked intact), with progress on stderr. Bad samples raise ConfigError (one line, the first
+    bad file and the count) unless ``dataset.on_bad_sample=skip``, which only warns.
+    """
+    train, val = build_datasets(cfg)
+    for split, ds in (("train", train), ("val", val)):
+        if not hasattr(ds, "verify"):
+            continue  # generated data sets (synthetic) have nothing to scan
+        report = ds.verify(progress=_progress_printer(f"dataset '{cfg.name}' {split}"), workers=workers)
+        if report.bad:
+            where = f"{len(report.bad)} of {report.num_samples} {split} samples of dataset '{cfg.name}' are bad"
+            if getattr(ds, "on_bad_sample", "error") != "skip":
+                raise ConfigError(f"{where}; first: {report.bad[0]} (set dataset.on_bad_sample=skip to skip them)")
+            print(f"warning: {where} and will be skipped (dataset.on_bad_sample=skip):\n  " + "\n  ".join(report.bad),
+                  file=sys.stderr, flush=True)
+
+
+def _progress_printer(what: str):
+    """``progress(done, total)`` printing ``what: done/total`` to stderr at most every ~10 %."""
+    state = {"next": 0}
+
+    def progress(done: int, total: int) -> None:
+        if done >= state["next"] or done == total:
+            state["next"] = done + max(1, total // 10)
+            end = "\n" if done == total else "\r"
+            print(f"checking {what}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
 def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
+    """The model of ``cfg``: ``model.pretrained`` weights (ImageNet) loaded where names match, the
+    OVeNet offset branch initialised from them, then ``model.body_checkpoint`` (a trained
+    baseline) loaded into the shared body and main head. ``load_weights=False`` (meta-device
+    validation) only checks that the files exist and are readable."""
     from seglab.models import build_model as _build
     from seglab.models.pretrained import load_pretrained, read_state_dict
 
@@ -41,6 +78,22 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
                   f"(e.g. {', '.join(unexpected[:2]) or '-'})", flush=True)
         else:
             read_state_dict(cfg.pretrained)  # validates the file exists and is readable
+    if cfg.body_checkpoint and cfg.body_checkpoint != "@baseline":
+        check(hasattr(model, "load_body_state"),
+              f"model.body_checkpoint is only for OVeNet models (model.name={cfg.name})")
+        if load_weights:
+            from seglab.platform.checkpoint import load as load_checkpoint
+
+            state = load_checkpoint(cfg.body_checkpoint)
+            loaded = model.load_body_state(state["model"] if "model" in state else state)
+            print(f"model.body_checkpoint: loaded {loaded} tensors of the body and main head from "
+                  f"{cfg.body_checkpoint}", flush=True)
+        else:
+            check(os.path.isfile(cfg.body_checkpoint),
+                  f"model.body_checkpoint: file not found: {cfg.body_checkpoint}")
+    elif cfg.body_checkpoint == "@baseline":
+        check(hasattr(model, "load_body_state"),
+              f"model.body_checkpoint is only for OVeNet models (model.name={cfg.name})")
     return model
 
 

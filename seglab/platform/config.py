@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from seglab.errors import ConfigError, check
 
-_MODEL_RESERVED = ("name", "pretrained")
+_MODEL_RESERVED = ("name", "pretrained", "body_checkpoint")
 _DATASET_RESERVED = ("name", "train", "val")
 
 
@@ -22,13 +22,23 @@ _DATASET_RESERVED = ("name", "train", "val")
 class ModelConfig:
     name: str
     kwargs: Dict[str, Any] = field(default_factory=dict)
-    pretrained: Optional[str] = None
+    pretrained: Optional[str] = None  # ImageNet (or other) weights, loaded where names match
+    # A trained baseline's checkpoint loaded into the shared body + main head (OVeNet's "Fr"
+    # ablation with model.freeze_body=true); "@baseline" = the sweep's own baseline run.
+    body_checkpoint: Optional[str] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
         check("name" in d, "model.name is missing; set model=<name> (see `seglab models`)")
         kwargs = {k: v for k, v in d.items() if k not in _MODEL_RESERVED}
-        return cls(name=str(d["name"]), kwargs=kwargs, pretrained=d.get("pretrained"))
+        return cls(name=str(d["name"]), kwargs=kwargs, pretrained=d.get("pretrained"),
+                   body_checkpoint=d.get("body_checkpoint"))
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = {"name": self.name, **self.kwargs, "pretrained": self.pretrained}
+        if self.body_checkpoint is not None:
+            out["body_checkpoint"] = self.body_checkpoint
+        return out
 
 
 @dataclass
@@ -78,6 +88,8 @@ class TrainerConfig:
     seed: int = 0
     loader_workers: int = 0
     flops_input_size: Tuple[int, int] = (1024, 2048)
+    viz_samples: int = 4  # fixed validation images drawn (OVeNet panels) and logged to MLflow; 0 = off
+    viz_every: int = 1  # draw them every this many epochs (and at the last)
     # Testing hook: crash rank 0 once at the start of this epoch (1-based) to exercise resume.
     fail_once_at_epoch: Optional[int] = None
 
@@ -88,7 +100,9 @@ class TrainerConfig:
         check(not unknown, f"unknown key trainer.{unknown[0] if unknown else ''}; allowed: {', '.join(sorted(known))}")
         t = cls(**d)
         t.flops_input_size = tuple(int(v) for v in t.flops_input_size)  # type: ignore[assignment]
-        for key in ("num_workers", "epochs", "batch_size"):
+        check(isinstance(t.viz_samples, int) and t.viz_samples >= 0,
+              f"trainer.viz_samples must be an integer >= 0 (got {t.viz_samples!r})")
+        for key in ("num_workers", "epochs", "batch_size", "viz_every"):
             value = getattr(t, key)
             check(isinstance(value, int) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
         check(t.cpus_per_worker > 0, f"trainer.cpus_per_worker must be > 0 (got {t.cpus_per_worker})")
@@ -128,7 +142,7 @@ class RunConfig:
         )
 
     def to_dict(self) -> Dict[str, Any]:
-        model = {"name": self.model.name, **self.model.kwargs, "pretrained": self.model.pretrained}
+        model = self.model.to_dict()
         dataset = {"name": self.dataset.name, **self.dataset.common, "train": self.dataset.train, "val": self.dataset.val}
         trainer = asdict(self.trainer)
         trainer["flops_input_size"] = list(self.trainer.flops_input_size)

@@ -42,6 +42,13 @@ def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any
             "best_val_miou": m.get("best_val_miou"), "val_pixel_acc": m.get("val_pixel_acc"),
             "params_m": m.get("params_m"), "gflops": m.get("gflops"), "wall_s": m.get("elapsed_s"),
             "epochs": m.get("epoch"), "status": run.info.status,
+            "stopped_early": tags.get("seglab.stopped_early") == "true",
+            # OVeNet: the initial / seed heads (S_i, S_s) and the ablation switches
+            "val_miou_initial": m.get("val_miou_initial"), "val_miou_seed": m.get("val_miou_seed"),
+            "frozen": p.get("model.freeze_body") == "True", "branch": _num(p.get("model.branch_stage")),
+            "cascade": _num(p.get("model.cascade_steps")), "loss_name": p.get("loss.name"),
+            "criterion": p.get("loss.criterion") or p.get("loss.criterion.name"),
+            "model": tags.get("seglab.model", ""),
         })
     base = next((r["best_val_miou"] for r in rows if r["baseline"] and r["best_val_miou"] is not None), None)
     for r in rows:
@@ -77,6 +84,38 @@ def format_table(rows: List[Dict[str, Any]], metric: str = "val_miou") -> str:
     out += [line(b) for b in body]
     out.append(f"* = baseline. Sorted by best {metric}; Δ vs base in mIoU points (x100). "
                f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size.")
+    return "\n".join(out)
+
+
+def _uses_ohem(row: Dict[str, Any]) -> bool:
+    return row.get("loss_name") == "ohem" or row.get("criterion") == "ohem"
+
+
+def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
+    """The ablation shaped like OVeNet's Table 5 (paper) / 5.11 (thesis): one row per variant with
+    its switches (Fr = frozen body from the baseline's weights, Br = branch stage, τ, Ref = cascade
+    steps, OHEM) and the val mIoU of S_f, plus S_i and S_s, in the sweep's order (baseline first)."""
+    header = ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base"]
+    ordered = sorted(rows, key=lambda r: (not r["baseline"], r["label"]))
+    body = []
+    for r in ordered:
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        ovenet = not r["baseline"]
+        body.append([
+            r["label"] + (" (baseline)" if r["baseline"] else "") + (" (stopped early)" if r.get("stopped_early") else ""),
+            "✓" if r.get("frozen") else "",
+            f"{r['branch']:g}" if ovenet and r.get("branch") is not None else "",
+            f"{r['tau']:g}" if ovenet and r.get("tau") is not None else "",
+            f"{r['cascade']:g}" if ovenet and r.get("cascade") else "",
+            "✓" if _uses_ohem(r) else "",
+            pct(r["best_val_miou"]), pct(r.get("val_miou_initial")), pct(r.get("val_miou_seed")),
+            "-" if r["delta"] is None else f"{r['delta']:+.2f}",
+        ])
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(b) for b in body]
+    out.append("mIoU = best val mIoU of S_f (x100); S_i / S_s = last-epoch val mIoU of the initial and seed heads; "
+               "Fr = body and first head frozen at the baseline's trained weights.")
     return "\n".join(out)
 
 

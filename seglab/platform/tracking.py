@@ -104,3 +104,15 @@ def child_runs(parent_run_id: str, uri: Optional[str] = None) -> Iterable[Any]:
 
 def set_terminated(run_id: str, status: str, uri: Optional[str] = None) -> None:
     client(uri).set_terminated(run_id, status=status)
+
+
+def mark_unfinished_children(parent_run_id: str, uri: Optional[str] = None) -> int:
+    """Close child runs still RUNNING after the sweep (trials stopped early by ASHA are killed
+    before they can close their run): status KILLED, tag ``seglab.stopped_early=true``."""
+    count = 0
+    for run in child_runs(parent_run_id, uri):
+        if run.info.status == "RUNNING":
+            client(uri).set_tag(run.info.run_id, "seglab.stopped_early", "true")
+            set_terminated(run.info.run_id, "KILLED", uri)
+            count += 1
+    return count

@@ -11,11 +11,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from seglab.metrics import ConfusionMatrix
 from seglab.platform import checkpoint as ckpt
@@ -61,6 +63,10 @@ class _Tracker:
         if self.active:
             self.mlflow.log_artifact(path, artifact_path=folder)
 
+    def log_artifacts(self, folder: str, artifact_path: str) -> None:
+        if self.active:
+            self.mlflow.log_artifacts(folder, artifact_path=artifact_path)
+
     def set_tag(self, key: str, value: Any) -> None:
         if self.active:
             self.mlflow.set_tag(key, str(value))
@@ -70,25 +76,91 @@ class _Tracker:
             self.mlflow.end_run(status="FINISHED")
 
 
-def _evaluate(model, loader, num_classes, ignore_index, device) -> Dict[str, Any]:
-    """Streaming confusion matrices of the final (and, for OVeNet, initial/seed) logits."""
+class _WithIndex(Dataset):
+    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set)."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.dataset[self.indices[i]]
+        return image, label, self.indices[i]
+
+
+def _group_names(dataset: Dataset) -> Optional[List[str]]:
+    """Per-sample groups (e.g. ACDC conditions) when the data set has more than one, else None."""
+    groups = list(getattr(dataset, "groups", None) or [])
+    return groups if len(set(groups)) > 1 else None
+
+
+def _evaluate(model, loader, num_classes, ignore_index, device, groups: Optional[List[str]] = None
+              ) -> Tuple[Dict[str, Any], Dict[str, float]]:
+    """Streaming confusion matrices of the final (and, for OVeNet, initial/seed) logits, one per
+    sample group too; OVeNet's offset diagnostics summed over all validation pixels."""
+    from seglab.platform.viz import offset_diagnostics
+
     matrices: Dict[str, ConfusionMatrix] = {}
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # offset px, confidence, changed, pixels
     model.eval()
     with torch.no_grad():
-        for images, labels in loader:
+        for images, labels, indices in loader:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             out = model(images)
-            heads = {"": out.logits, "_initial": out.initial_logits, "_seed": out.seed_logits}
+            final = getattr(out, "final_logits", None)
+            heads = {"": out.logits, "_initial": out.initial_logits, "_seed": out.seed_logits,
+                     "_final": final if final is not None and final is not out.logits else None}
             for suffix, logits in heads.items():
                 if logits is None:
                     continue
                 cm = matrices.setdefault(suffix, ConfusionMatrix(num_classes, ignore_index, device=device))
                 cm.update(logits, labels)
+            if groups is not None:
+                for g in sorted({groups[int(i)] for i in indices}):
+                    rows = torch.tensor([groups[int(i)] == g for i in indices], device=device)
+                    cm = matrices.setdefault(f"@{g}", ConfusionMatrix(num_classes, ignore_index, device=device))
+                    cm.update(out.logits[rows], labels[rows])
+            if out.offsets is not None and out.confidence is not None and out.initial_logits is not None:
+                d = offset_diagnostics(out.offsets, out.confidence, out.initial_logits,
+                                       final if final is not None else out.logits, tuple(images.shape[-2:]))
+                n = float(out.offsets.shape[0] * out.offsets.shape[-2] * out.offsets.shape[-1])
+                sums += torch.tensor([d["mean_offset_px"] * n, d["mean_confidence"] * n, d["frac_changed"] * n, n],
+                                     dtype=torch.float64, device=device)
     scores = {}
-    for suffix, cm in matrices.items():
-        cm.all_reduce()
-        scores[suffix] = cm.compute()
-    return scores
+    for suffix in sorted(matrices):
+        matrices[suffix].all_reduce()
+        scores[suffix] = matrices[suffix].compute()
+    _all_reduce_sum(sums)
+    diagnostics: Dict[str, float] = {}
+    if sums[3] > 0:
+        diagnostics = {"val_offset_px": (sums[0] / sums[3]).item(), "val_confidence": (sums[1] / sums[3]).item(),
+                       "val_frac_changed": (sums[2] / sums[3]).item()}
+    return scores, diagnostics
+
+
+def _log_pictures(model, dataset, indices, epoch, tracker, palette, ignore_index, device) -> None:
+    """Rank 0: OVeNet panels (input, GT, S_i, S_s, S_f, offsets, confidence, fix/break) of the fixed
+    validation images -> MLflow artifacts ``viz/epoch_<NNN>/val_<index>.png``."""
+    from seglab.platform.viz import ovenet_panel, save_png
+
+    model.eval()
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+        for index in indices:
+            image, label = dataset[index]
+            out = model(image.unsqueeze(0).to(device))
+            if out.offsets is None:
+                return  # not an offset model: nothing to draw
+            final = getattr(out, "final_logits", None)
+            panel = ovenet_panel(image, label, out.initial_logits[0].cpu(), out.seed_logits[0].cpu(),
+                                 (final if final is not None else out.logits)[0].cpu(), out.offsets[0].cpu(),
+                                 out.confidence[0].cpu(), palette, ignore_index=ignore_index,
+                                 mean=getattr(dataset, "mean", None) or IMAGENET_MEAN,
+                                 std=getattr(dataset, "std", None) or IMAGENET_STD,
+                                 class_names=list(getattr(dataset, "class_names", []) or []) or None)
+            save_png(os.path.join(folder, f"val_{index:05d}.png"), panel)
+        tracker.log_artifacts(folder, f"viz/epoch_{epoch:03d}")
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
@@ -118,12 +190,14 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     if len(train_loader) == 0:
         raise ValueError(f"trainer.batch_size={t.batch_size} x {world} workers exceeds the {len(train_ds)} training samples")
     # Validation shards without padding (DistributedSampler would repeat samples and bias the metric).
-    val_loader = DataLoader(Subset(val_ds, range(rank, len(val_ds), world)), batch_size=t.batch_size,
+    val_loader = DataLoader(_WithIndex(val_ds, range(rank, len(val_ds), world)), batch_size=t.batch_size,
                             num_workers=t.loader_workers, pin_memory=pin)
+    groups = _group_names(val_ds)
 
     model = build_model(run.model, num_classes, load_weights=True)
     criterion = build_loss(run.loss, ignore_index)
-    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    # Frozen parts (OVeNet's model.freeze_body) have requires_grad=False and are left out.
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
     start_epoch, best_miou, elapsed_before = 1, -1.0, 0.0
     restored = ray.train.get_checkpoint()
@@ -142,6 +216,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         if rank == 0:
             print(f"[{label}] resumed from checkpoint after epoch {start_epoch - 1}", flush=True)
 
+    from seglab.platform.viz import select_samples
+
+    viz_indices = select_samples(len(val_ds), t.viz_samples) if rank == 0 and tracker.active and t.viz_samples else []
     steps_per_epoch = len(train_loader)
     total_steps = t.epochs * steps_per_epoch
     best_path = trial_dir / "best.pt"
@@ -178,7 +255,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         global_seen = totals[-1].item()
         train_terms = {f"train_{k}": (totals[j] / global_seen).item() for j, k in enumerate(names)}
 
-        scores = _evaluate(model, val_loader, num_classes, ignore_index, device)
+        scores, diagnostics = _evaluate(model, val_loader, num_classes, ignore_index, device, groups)
         main = scores[""]
         epoch_time = time.perf_counter() - t0
         epoch_times.append(epoch_time)
@@ -187,9 +264,15 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             "val_miou": main["miou"], "val_pixel_acc": main["pixel_acc"], "val_mean_acc": main["mean_acc"],
             "images_per_s": global_seen / train_time, "epoch_time_s": epoch_time,
         }
-        for suffix in ("_initial", "_seed"):
+        for suffix in ("_initial", "_seed", "_final"):
             if suffix in scores:
                 metrics[f"val_miou{suffix}"] = scores[suffix]["miou"]
+        if "_initial" in scores:  # OVeNet: what the fusion adds over the first head
+            metrics["val_miou_gain_over_initial"] = main["miou"] - scores["_initial"]["miou"]
+        metrics.update(diagnostics)
+        for suffix, group_scores in scores.items():
+            if suffix.startswith("@"):
+                metrics[f"val_miou_{suffix[1:].replace(' ', '_')}"] = group_scores["miou"]
         for name, iou in zip(class_names, main["per_class_iou"]):
             if not math.isnan(iou):
                 metrics[f"val_iou_{name.replace(' ', '_')}"] = iou
@@ -212,6 +295,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                 if improved:
                     ckpt.save_atomic(state, str(best_path))
                 tracker.log_metrics(metrics, step=epoch)
+                if viz_indices and (epoch % t.viz_every == 0 or epoch == t.epochs):
+                    _log_pictures(ckpt.unwrap(model), val_ds, viz_indices, epoch, tracker, list(train_ds.palette),
+                                  ignore_index, device)
                 eta = (t.epochs - epoch) * (sum(epoch_times) / len(epoch_times))
                 loss_text = f"{train_terms.get('train_loss', float('nan')):.3f}"
                 print(f"[{label}] epoch {epoch}/{t.epochs} loss {loss_text} val mIoU {main['miou']:.3f} "

@@ -75,7 +75,7 @@ def test_plan_random_is_seeded_and_in_bounds():
     ({"search": "grid", "kappa": {"uniform": [0, 1]}}, "sweep.kappa is a distribution"),
     ({"kappa": []}, "sweep.kappa is an empty list"),
     ({"search": "random", "tau": {"loguniform": [0, 1]}}, "sweep.tau.loguniform needs lo > 0"),
-    ({"search": "bayes"}, "sweep.search must be grid or random"),
+    ({"search": "bayes"}, "sweep.search must be one of grid, random, optuna"),
     ({"tau": [0.5, 0.0]}, "sweep.tau values must be > 0"),
     ({"kappa": -0.1}, "sweep.kappa values must be >= 0"),
     ({"search": "random", "lam": {"uniform": [-1, 1]}}, "sweep.lam values must be >= 0"),

@@ -1,0 +1,263 @@
+"""What a sweep runs: its config (:class:`SweepConfig`) and the list of runs it expands to.
+
+A sweep is always a comparison: the base network's run (the *baseline*, same data and schedule)
+is planned next to the method's runs. Four shapes:
+
+* a search over ``kappa`` / ``lam`` / ``tau`` (:data:`SEARCH_KEYS`): ``grid`` (every combination),
+  ``random`` (``num_samples`` seeded draws) or ``optuna`` (Optuna's TPE proposes ``num_samples``
+  points while the sweep runs; :func:`plan_trials` then returns only the fixed runs and
+  :func:`search_space` the space, see :mod:`seglab.platform.search`);
+* ``variants``: a list of named overrides of the base run (an ablation table, one row each);
+* ``models``: one run per model with the same loss (the baseline zoo).
+
+Runs whose ``model.body_checkpoint`` is :data:`FROM_BASELINE` start from the baseline's trained
+weights; the sweep runs them after the baseline finishes (:func:`split_phases`).
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from seglab.errors import check
+from seglab.platform.build import describe
+from seglab.platform.config import RunConfig, set_dotted
+
+# Named search dimensions of a sweep config -> the run-config key they set, and their lower bound
+# (value, inclusive?).
+SEARCH_KEYS = {"kappa": "loss.kappa", "lam": "loss.lam", "tau": "model.tau"}
+SEARCH_LOWER_BOUNDS = {"kappa": (0.0, True), "lam": (0.0, True), "tau": (0.0, False)}
+SEARCHES = ("grid", "random", "optuna")
+SCHEDULERS = ("asha",)
+FROM_BASELINE = "@baseline"
+"""``model.body_checkpoint`` value meaning: the best checkpoint of this sweep's baseline run."""
+
+
+def _check_bound(name: str, value: float) -> None:
+    low, inclusive = SEARCH_LOWER_BOUNDS[name]
+    ok = value >= low if inclusive else value > low
+    check(ok, f"sweep.{name} values must be {'>=' if inclusive else '>'} {low:g} (got {value:g})")
+
+
+@dataclass
+class SweepConfig:
+    name: str = "ovenet_vs_hrnet"
+    experiment: str = "seglab"
+    include_baseline: bool = True
+    baseline_model: str = "hrnet_w18_small_v1"
+    baseline_loss: Any = "ce"  # a loss name or {name: ..., <option>: ...}
+    search: str = "grid"  # grid | random | optuna
+    num_samples: int = 1  # random / optuna: number of method trials
+    seed: int = 0
+    space: Dict[str, Any] = field(default_factory=dict)  # name in SEARCH_KEYS -> list | {uniform|loguniform: [lo, hi]}
+    metric: str = "val_miou"
+    scheduler: Optional[str] = None  # null | asha (early stopping on `metric`; never stops the baseline)
+    asha: Dict[str, Any] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
+    max_concurrent_trials: Optional[int] = None
+    max_trial_failures: int = 1
+    dry_run: bool = False  # validate and print the plan, start nothing
+    # Baseline sweeps: one trial per model (a name or {name: ..., <option>: ...}), same loss and
+    # schedule; the first is the reference row of the comparison. Excludes a search space.
+    models: Optional[List[Any]] = None
+    # Ablations: one trial per entry {label: ..., model: {...}, loss: {...}} overriding the base run.
+    variants: Optional[List[Dict[str, Any]]] = None
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "SweepConfig":
+        d = dict(d)
+        space = {k: d.pop(k) for k in list(d) if k in SEARCH_KEYS}
+        known = set(cls.__dataclass_fields__) - {"space"}
+        unknown = sorted(set(d) - known)
+        check(not unknown, f"unknown key sweep.{unknown[0] if unknown else ''}; allowed: "
+                           f"{', '.join(sorted(known | set(SEARCH_KEYS)))}")
+        s = cls(**d, space={k: v for k, v in space.items() if v is not None})
+        check(s.search in SEARCHES, f"sweep.search must be one of {', '.join(SEARCHES)} (got {s.search!r})")
+        check(isinstance(s.num_samples, int) and s.num_samples >= 1, f"sweep.num_samples must be >= 1 (got {s.num_samples})")
+        check(s.scheduler is None or s.scheduler in SCHEDULERS,
+              f"sweep.scheduler must be null or one of {', '.join(SCHEDULERS)} (got {s.scheduler!r})")
+        _check_asha(s.asha)
+        for name, values in s.space.items():
+            _check_dimension(name, values, s.search)
+        check(s.search != "optuna" or s.space, "sweep.search=optuna needs at least one of sweep.kappa, sweep.lam, "
+                                                "sweep.tau to search")
+        check(isinstance(s.baseline_loss, str) or (isinstance(s.baseline_loss, dict) and "name" in s.baseline_loss),
+              f"sweep.baseline_loss must be a loss name or {{name: ..., <option>: ...}} (got {s.baseline_loss!r})")
+        shapes = [k for k, on in (("models", s.models is not None), ("variants", s.variants is not None),
+                                  ("a search space", bool(s.space))) if on]
+        check(len(shapes) <= 1, f"sweep: {' and '.join(shapes)} exclude each other; give one")
+        if s.models is not None:
+            check(isinstance(s.models, list) and len(s.models) > 0, "sweep.models must be a non-empty list of model names")
+            for m in s.models:
+                check(isinstance(m, str) or (isinstance(m, dict) and "name" in m),
+                      f"sweep.models entries must be a model name or {{name: ..., <option>: ...}} (got {m!r})")
+        if s.variants is not None:
+            _check_variants(s.variants)
+        return s
+
+
+def _check_asha(asha: Any) -> None:
+    check(isinstance(asha, dict) and set(asha) <= {"grace_period", "reduction_factor"},
+          f"sweep.asha must be {{grace_period: int >= 1, reduction_factor: number > 1}} (got {asha!r})")
+    grace = asha.get("grace_period", 1)
+    factor = asha.get("reduction_factor", 2)
+    check(isinstance(grace, int) and grace >= 1, f"sweep.asha.grace_period must be an integer >= 1 (got {grace!r})")
+    check(isinstance(factor, (int, float)) and factor > 1, f"sweep.asha.reduction_factor must be > 1 (got {factor!r})")
+
+
+def _check_variants(variants: Any) -> None:
+    check(isinstance(variants, list) and len(variants) > 0,
+          "sweep.variants must be a non-empty list of {label: ..., model: {...}, loss: {...}}")
+    labels = []
+    for i, v in enumerate(variants):
+        check(isinstance(v, dict) and isinstance(v.get("label"), str) and v["label"],
+              f"sweep.variants[{i}] needs a label (got {v!r})")
+        extra = sorted(set(v) - {"label", "model", "loss"})
+        check(not extra, f"sweep.variants[{i}].{extra[0] if extra else ''}: a variant overrides only model and loss "
+                         f"(keys label, model, loss)")
+        for group in ("model", "loss"):
+            check(isinstance(v.get(group, {}), dict), f"sweep.variants[{i}].{group} must be a mapping of options")
+        labels.append(v["label"])
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    check(not dup, f"sweep.variants: label '{dup[0] if dup else ''}' is used twice")
+
+
+def _check_dimension(name: str, values: Any, search: str) -> None:
+    key = f"sweep.{name}"
+    if isinstance(values, (list, tuple)):
+        check(len(values) > 0, f"{key} is an empty list; give at least one value")
+        for v in values:
+            check(isinstance(v, (int, float)) and not isinstance(v, bool), f"{key} values must be numbers (got {v!r})")
+            _check_bound(name, v)
+        return
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        _check_bound(name, values)
+        return
+    check(isinstance(values, dict) and len(values) == 1 and next(iter(values)) in ("uniform", "loguniform"),
+          f"{key} must be a number, a list, or {{uniform: [lo, hi]}} / {{loguniform: [lo, hi]}} (got {values!r})")
+    check(search in ("random", "optuna"), f"{key} is a distribution; set sweep.search=random or optuna to sample it")
+    dist, bounds = next(iter(values.items()))
+    check(isinstance(bounds, (list, tuple)) and len(bounds) == 2 and bounds[0] < bounds[1],
+          f"{key}.{dist} needs [lo, hi] with lo < hi (got {bounds!r})")
+    check(dist != "loguniform" or bounds[0] > 0, f"{key}.loguniform needs lo > 0 (got {bounds[0]})")
+    _check_bound(name, bounds[0])
+
+
+def _grid(space: Dict[str, Any]) -> List[Dict[str, Any]]:
+    names = sorted(space)
+    lists = [v if isinstance(v, (list, tuple)) else [v] for v in (space[n] for n in names)]
+    return [dict(zip(names, combo)) for combo in itertools.product(*lists)]
+
+
+def _sample(space: Dict[str, Any], num_samples: int, seed: int) -> List[Dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(num_samples):
+        point = {}
+        for name in sorted(space):
+            v = space[name]
+            if isinstance(v, dict):
+                dist, (lo, hi) = next(iter(v.items()))
+                x = rng.uniform(lo, hi) if dist == "uniform" else math.exp(rng.uniform(math.log(lo), math.log(hi)))
+                point[name] = round(float(x), 4)
+            elif isinstance(v, (list, tuple)):
+                point[name] = v[int(rng.integers(len(v)))]
+            else:
+                point[name] = v
+        out.append(point)
+    return out
+
+
+def baseline_run(base: Dict[str, Any], sweep: SweepConfig) -> RunConfig:
+    """The base network's run: ``sweep.baseline_model`` + ``sweep.baseline_loss``, same data and schedule."""
+    b = copy.deepcopy(base)
+    b["model"] = {"name": sweep.baseline_model, "pretrained": base.get("model", {}).get("pretrained")}
+    loss = sweep.baseline_loss
+    b["loss"] = {"name": loss} if isinstance(loss, str) else dict(loss)
+    b["baseline"] = True
+    b["label"] = ""
+    run = RunConfig.from_dict(b)
+    run.label = describe(run)
+    return run
+
+
+def run_for_point(base: Dict[str, Any], point: Dict[str, Any]) -> RunConfig:
+    """The method's run at a search point ``{kappa: .., lam: .., tau: ..}``."""
+    d = copy.deepcopy(base)
+    for name, value in point.items():
+        d = set_dotted(d, SEARCH_KEYS[name], value)
+    d["baseline"] = False
+    run = RunConfig.from_dict(d)
+    run.label = describe(run)
+    return run
+
+
+def plan_trials(base: Dict[str, Any], sweep: SweepConfig) -> List[RunConfig]:
+    """The runs of a sweep: the baseline (if included) first, then the method's runs.
+
+    For ``search=optuna`` the method's runs are proposed while the sweep runs, so this returns
+    the baseline only; validate the method with ``run_for_point(base, representative_point(sweep))``.
+    """
+    if sweep.models is not None:
+        return _plan_models(base, sweep.models)
+    runs: List[RunConfig] = [baseline_run(base, sweep)] if sweep.include_baseline else []
+    if sweep.variants is not None:
+        runs += _plan_variants(base, sweep.variants)
+    elif sweep.search == "grid":
+        runs += [run_for_point(base, p) for p in _grid(sweep.space)]
+    elif sweep.search == "random":
+        runs += [run_for_point(base, p) for p in _sample(sweep.space, sweep.num_samples, sweep.seed)]
+    keys = [r.key() for r in runs]
+    check(len(set(keys)) == len(keys), "the sweep contains the same run twice; check the search space")
+    if any(r.model.body_checkpoint == FROM_BASELINE for r in runs):
+        check(sweep.include_baseline, f"model.body_checkpoint={FROM_BASELINE} needs the sweep's baseline run; "
+                                      "set sweep.include_baseline=true")
+    return runs
+
+
+def representative_point(sweep: SweepConfig) -> Dict[str, Any]:
+    """A point of an Optuna space (lowest value of each dimension), to validate its runs up front."""
+    point = {}
+    for name, v in sweep.space.items():
+        if isinstance(v, dict):
+            point[name] = float(next(iter(v.values()))[0])
+        elif isinstance(v, (list, tuple)):
+            point[name] = v[0]
+        else:
+            point[name] = v
+    return point
+
+
+def _plan_variants(base: Dict[str, Any], variants: List[Dict[str, Any]]) -> List[RunConfig]:
+    runs = []
+    for v in variants:
+        d = copy.deepcopy(base)
+        for group in ("model", "loss"):
+            d[group] = {**d.get(group, {}), **(v.get(group) or {})}
+        d["baseline"] = False
+        d["label"] = v["label"]
+        runs.append(RunConfig.from_dict(d))
+    return runs
+
+
+def _plan_models(base: Dict[str, Any], models: List[Any]) -> List[RunConfig]:
+    runs = []
+    for i, entry in enumerate(models):
+        model = {"name": entry} if isinstance(entry, str) else dict(entry)
+        model.setdefault("pretrained", base.get("model", {}).get("pretrained"))
+        run = RunConfig.from_dict({**base, "model": model, "baseline": i == 0})
+        run.label = describe(run)
+        runs.append(run)
+    specs = [json.dumps(r.to_dict()["model"], sort_keys=True, default=str) for r in runs]
+    check(len(set(specs)) == len(specs), "sweep.models lists the same model twice")
+    return runs
+
+
+def split_phases(runs: List[RunConfig]) -> Tuple[List[RunConfig], List[RunConfig]]:
+    """(runs to start now, runs that need the baseline's trained weights: started after it)."""
+    later = [r for r in runs if r.model.body_checkpoint == FROM_BASELINE]
+    return [r for r in runs if r.model.body_checkpoint != FROM_BASELINE], later

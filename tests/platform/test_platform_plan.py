@@ -1,0 +1,151 @@
+"""Sweep planning: the ablation's seven variants, Optuna/ASHA glue, the ablation table."""
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from seglab.errors import ConfigError
+from seglab.platform.plan import (FROM_BASELINE, SweepConfig, plan_trials, representative_point, run_for_point,
+                                  split_phases)
+from seglab.platform.report import format_ablation_table
+
+CONF = str(Path(__file__).resolve().parents[2] / "experiments" / "conf")
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+    sweep = cfg.pop("sweep")
+    return cfg, SweepConfig.from_dict(sweep)
+
+
+def test_ablation_sweep_expands_to_seven_variants_plus_the_baseline():
+    base, sweep = _compose(["sweep=ovenet_ablation"])
+    runs = plan_trials(base, sweep)
+    baseline, variants = runs[0], runs[1:]
+    assert len(variants) == 7
+    assert baseline.baseline and baseline.model.name == "hrnet_w18_small_v1" and baseline.loss.name == "ohem"
+    switches = {r.label: (r.model.kwargs["freeze_body"], r.model.kwargs["branch_stage"], r.model.kwargs["tau"],
+                          r.model.kwargs["cascade_steps"], r.loss.kwargs["criterion"]) for r in variants}
+    assert switches == {
+        "Br4 τ0.5 OHEM": (False, 4, 0.5, 0, "ohem"),
+        "Fr Br4 τ0.5 OHEM": (True, 4, 0.5, 0, "ohem"),
+        "Br4 τ1 OHEM": (False, 4, 1.0, 0, "ohem"),
+        "Br4 τ0.2 OHEM": (False, 4, 0.2, 0, "ohem"),
+        "Br4 τ0.2 CE": (False, 4, 0.2, 0, "ce"),
+        "Br3 τ0.2 OHEM": (False, 3, 0.2, 0, "ohem"),
+        "Br4 τ0.2 OHEM Ref2": (False, 4, 0.2, 2, "ohem"),
+    }
+    assert all(r.model.name == "ovenet_hrnet_w18_small_v1" and r.loss.name == "ovenet" for r in variants)
+    assert all(r.trainer == baseline.trainer and r.dataset == baseline.dataset for r in variants)
+    now, later = split_phases(runs)
+    assert [r.label for r in later] == ["Fr Br4 τ0.5 OHEM"] and later[0].model.body_checkpoint == FROM_BASELINE
+    assert len(now) == 7 and now[0].baseline
+
+
+def test_variants_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"sweep.variants\[0\] needs a label"):
+        SweepConfig.from_dict({"variants": [{"model": {"tau": 0.2}}]})
+    with pytest.raises(ConfigError, match=r"sweep.variants\[0\].trainer"):
+        SweepConfig.from_dict({"variants": [{"label": "a", "trainer": {"epochs": 2}}]})
+    with pytest.raises(ConfigError, match="label 'a' is used twice"):
+        SweepConfig.from_dict({"variants": [{"label": "a"}, {"label": "a", "model": {"tau": 0.2}}]})
+    with pytest.raises(ConfigError, match="variants and a search space exclude each other"):
+        SweepConfig.from_dict({"variants": [{"label": "a"}], "tau": [0.2]})
+    base, _ = _compose([])
+    sweep = SweepConfig.from_dict({"include_baseline": False,
+                                   "variants": [{"label": "fr", "model": {"body_checkpoint": FROM_BASELINE}}]})
+    with pytest.raises(ConfigError, match="needs the sweep's baseline run"):
+        plan_trials(base, sweep)
+
+
+def test_kappa_lambda_tau_sweep_is_optuna_with_asha_and_a_baseline():
+    base, sweep = _compose(["sweep=ovenet_kappa_lambda_tau"])
+    assert sweep.search == "optuna" and sweep.scheduler == "asha"
+    assert sweep.space["tau"] == [0.1, 0.2, 0.5, 1.0]
+    runs = plan_trials(base, sweep)
+    assert len(runs) == 1 and runs[0].baseline  # the method's runs are proposed while the sweep runs
+    point = representative_point(sweep)
+    assert point == {"kappa": 0.1, "lam": 0.1, "tau": 0.1}
+    run = run_for_point(base, point)
+    assert (run.loss.kwargs["kappa"], run.loss.kwargs["lam"], run.model.kwargs["tau"]) == (0.1, 0.1, 0.1)
+    # the grid form of the same sweep: every (kappa, lam, tau) combination plus the baseline
+    _, grid = _compose(["sweep=ovenet_kappa_lambda_tau_grid", "sweep.kappa=[0.25,0.5]", "sweep.lam=[0.5]"])
+    assert len(plan_trials(base, grid)) == 1 + 2 * 1 * 4
+
+
+@pytest.mark.parametrize("cfg,fragment", [
+    ({"search": "optuna"}, "sweep.search=optuna needs at least one of"),
+    ({"scheduler": "hyperband"}, "sweep.scheduler must be null or one of asha"),
+    ({"asha": {"grace_period": 0}}, "sweep.asha.grace_period must be an integer >= 1"),
+    ({"asha": {"reduction_factor": 1}}, "sweep.asha.reduction_factor must be > 1"),
+    ({"asha": {"brackets": 2}}, "sweep.asha must be"),
+    ({"baseline_loss": {"kappa": 1}}, "sweep.baseline_loss must be a loss name"),
+])
+def test_search_config_errors(cfg, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        SweepConfig.from_dict(cfg)
+
+
+def test_fixed_then_optuna_searcher_hands_out_the_baseline_first_then_seeded_points():
+    from seglab.platform.search import make_searcher
+
+    sweep = SweepConfig.from_dict({"search": "optuna", "seed": 7, "kappa": {"uniform": [0.1, 1.0]},
+                                   "tau": [0.1, 0.2, 0.5, 1.0]})
+
+    def searcher():
+        return make_searcher(sweep, [{"trial": {"baseline": True}}], lambda p: {"trial": {"point": p}})
+
+    a, b = searcher(), searcher()
+    assert a.suggest("t0") == {"trial": {"baseline": True}}
+    points = [a.suggest(f"t{i}")["trial"]["point"] for i in (1, 2, 3)]
+    assert [b.suggest(f"t{i}")["trial"].get("point") for i in (0, 1, 2, 3)][1:] == points  # seeded
+    for p in points:
+        assert 0.1 <= p["kappa"] <= 1.0 and p["tau"] in (0.1, 0.2, 0.5, 1.0)
+    # the baseline's result never reaches Optuna; a method trial's does
+    a.on_trial_complete("t0", {"val_miou": 0.9, "training_iteration": 1})
+    a.on_trial_complete("t1", {"val_miou": 0.4, "training_iteration": 1})
+    study = a.inner._ot_study
+    assert [t.value for t in study.trials if t.value is not None] == [0.4]
+
+
+def test_asha_never_stops_the_baseline():
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from seglab.platform.search import make_scheduler
+
+    sched = make_scheduler(SweepConfig.from_dict({"scheduler": "asha", "asha": {"grace_period": 1,
+                                                                                 "reduction_factor": 2}}), 4)
+    results = [(False, 0.9), (False, 0.8), (True, 0.1), (False, 0.1)]
+    trials = []
+    for i, (baseline, _) in enumerate(results):
+        t = Trial("trainable", config={"trial": {"baseline": baseline}}, stub=True, trial_id=f"t{i}")
+        sched.on_trial_add(None, t)
+        trials.append(t)
+    decisions = [sched.on_trial_result(None, t, {"training_iteration": 1, "val_miou": v})
+                 for t, (_, v) in zip(trials, results)]
+    # Rung 1 keeps the top 1/2: 0.9 continues, 0.8 and 0.1 fall below the cut; the baseline (0.1) runs on.
+    assert decisions == [TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    assert make_scheduler(SweepConfig.from_dict({}), 4) is None
+
+
+def test_ablation_table_has_the_papers_columns_and_switches():
+    def row(label, baseline=False, miou=0.5, **kw):
+        r = {"label": label, "baseline": baseline, "best_val_miou": miou, "delta": None, "tau": None,
+             "frozen": False, "branch": None, "cascade": None, "loss_name": "ovenet", "criterion": "ohem",
+             "val_miou_initial": None, "val_miou_seed": None}
+        r.update(kw)
+        return r
+
+    rows = [row("Br4 τ0.2 CE", miou=0.47, tau=0.2, branch=4.0, cascade=0.0, criterion="ce", delta=-1.0,
+                val_miou_initial=0.45, val_miou_seed=0.30),
+            row("HRNet", baseline=True, miou=0.48, loss_name="ohem", criterion=None),
+            row("Fr Br4 τ0.5 OHEM", miou=0.49, tau=0.5, branch=4.0, frozen=True, cascade=2.0, delta=1.0)]
+    lines = format_ablation_table(rows).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:5]]
+    assert cells[0] == ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base"]
+    assert cells[2] == ["HRNet (baseline)", "", "", "", "", "✓", "48.00", "-", "-", "-"]  # baseline first
+    assert cells[3] == ["Br4 τ0.2 CE", "", "4", "0.2", "", "", "47.00", "45.00", "30.00", "-1.00"]
+    assert cells[4] == ["Fr Br4 τ0.5 OHEM", "✓", "4", "0.5", "2", "✓", "49.00", "-", "-", "+1.00"]
