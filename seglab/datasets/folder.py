@@ -250,6 +250,7 @@ class SegmentationFolder(Dataset):
     palette: List[Tuple[int, int, int]] = []
     ignore_index = IGNORE_INDEX
     class_weights: Optional[List[float]] = None
+    report_groups = False  # True: the platform reports validation metrics per group too (ACDC conditions)
     #: The disjoint splits of the official layout, in order: what ``seglab data check`` walks when no
     #: split is named (unions such as ``trainval`` are left out so no file is counted twice).
     check_splits: Tuple[str, ...] = ("train", "val", "test")

@@ -1,20 +1,26 @@
 """The OVeNet loss: semantic loss on S_f, S_s, S_i (paper eq. 5) plus the confidence loss (eq. 6).
 
-    L = L(S_f, H) + kappa * L(S_s, H) + lam * L(S_i, H) + conf_weight * L_conf
+    L = L_f(S_f, H) + kappa * L_s(S_s, H) + lam * L_i(S_i, H) + conf_weight * L_conf
 
-``L`` is :func:`seglab.losses.ce.pixel_cross_entropy`; ``L_conf`` is :func:`confidence_loss`.
+Each ``L_t`` is a base criterion chosen per term (``criterion``, overridden by ``criterion_final``,
+``criterion_seed``, ``criterion_initial``): ``"ce"`` (:func:`seglab.losses.ce.pixel_cross_entropy`)
+or ``"ohem"`` (:func:`seglab.losses.ohem.ohem_cross_entropy`, the paper's choice), optionally with
+``class_weights``. On an OVeNet built on HRNet+OCR each ``L_t`` is
+``main_weight * L(main map) + aux_weight * L(aux map)`` (HRNet-OCR weighting 1.0 / 0.4).
+``L_conf`` is :func:`confidence_loss` on the offsets that resampled S_i.
 """
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from seglab.errors import ConfigError, check
 from seglab.losses import LossOutput, register_loss
-from seglab.losses.ce import check_ignore_index, check_target, pixel_cross_entropy, resize_to
+from seglab.losses.ce import (ClassWeights, CrossEntropyLoss, check_class_weights, check_ignore_index,
+                              check_loss_weight, check_target, resize_to)
+from seglab.losses.ohem import OhemCrossEntropyLoss
 
 if TYPE_CHECKING:
     from seglab.models.outputs import SegOutput
@@ -89,32 +95,98 @@ def confidence_loss(confidence: Tensor, offsets: Tensor, target: Tensor, ignore_
     return per_pixel.sum() / valid.sum().clamp_min(1).to(per_pixel.dtype)
 
 
-def _check_weight(name: str, value: object, default: float) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    check(ok, f"loss.{name} must be a finite number >= 0 (paper default {default}); got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+#: Base criteria of the OVeNet terms and the options each takes besides its name.
+CRITERIA: Dict[str, Tuple[str, ...]] = {"ce": (), "ohem": ("thresh", "min_kept")}
+TERMS = ("final", "seed", "initial")
+
+CriterionSpec = Any  # "ce" | "ohem" | {"name": "ohem", "thresh": 0.7, "min_kept": 100000}
+
+
+def build_criterion(spec: CriterionSpec, key: str, ignore_index: int,
+                    class_weights: Optional[Tuple[float, ...]] = None) -> CrossEntropyLoss:
+    """``loss.<key>`` -> the ``ce`` / ``ohem`` loss module whose ``pixel_loss(logits, target)`` is the
+    term's criterion (the very code of those losses, with ``class_weights`` and ``ignore_index``).
+
+    ``spec``: ``"ce"``, ``"ohem"`` (OHEM defaults thresh 0.7, min_kept 100000) or a mapping with
+    ``name`` and that criterion's options (``ohem``: ``thresh``, ``min_kept``).
+    """
+    names = ", ".join(CRITERIA)
+    form = f"loss.{key} must be one of {names} or a mapping like {{name: ohem, thresh: 0.7, min_kept: 100000}}"
+    if isinstance(spec, str):
+        name, options = spec, {}
+    elif isinstance(spec, Mapping):
+        check("name" in spec, f"{form}; the mapping has no name (got {dict(spec)!r})")
+        name, options = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    else:
+        raise ConfigError(f"{form} (got {spec!r})")
+    check(isinstance(name, str) and name in CRITERIA, f"{form} (unknown criterion {name!r})")
+    unknown = sorted(str(k) for k in options if k not in CRITERIA[name])
+    check(not unknown, f"loss.{key}.{unknown[0] if unknown else ''} is not an option of criterion {name!r}; "
+                       f"valid options: {', '.join(CRITERIA[name]) or '(none)'}")
+    try:
+        if name == "ohem":
+            return OhemCrossEntropyLoss(ignore_index, class_weights=class_weights, **options)
+        return CrossEntropyLoss(ignore_index, class_weights=class_weights)
+    except ConfigError as error:  # "loss.thresh must ..." -> "loss.<key>.thresh must ..."
+        raise ConfigError(str(error).replace("loss.", f"loss.{key}.", 1)) from None
 
 
 @register_loss("ovenet")
 class OVeNetLoss(nn.Module):
-    """``L = L(S_f) + kappa*L(S_s) + lam*L(S_i) + conf_weight*L_conf`` (paper eqs. 5-7).
+    """``L = L_f(S_f) + kappa*L_s(S_s) + lam*L_i(S_i) + conf_weight*L_conf`` (paper eqs. 5-7).
 
-    ``L`` is the ignore-aware CE of :func:`pixel_cross_entropy` (logits upsampled to the labels);
-    ``L_conf`` is :func:`confidence_loss`. S_f is ``output.logits``, S_s ``output.seed_logits``,
-    S_i ``output.initial_logits``; F is ``output.confidence`` and o ``output.offsets``.
+    Args:
+        kappa, lam, conf_weight: weights of the seed, initial and confidence terms (>= 0;
+            paper 0.5, 0.5, 1).
+        ignore_index: label id of unlabelled pixels.
+        criterion: base criterion of every term: ``"ce"`` (default), ``"ohem"`` or a mapping
+            ``{name: ohem, thresh: 0.7, min_kept: 100000}`` (see :func:`build_criterion`).
+        criterion_final, criterion_seed, criterion_initial: per-term overrides (same forms;
+            ``None`` = ``criterion``).
+        class_weights: ``None``, a preset name (``"cityscapes"``) or one weight per class, applied to
+            every term's CE / OHEM.
+        main_weight, aux_weight: on OCR outputs each term is ``main_weight * L(main) +
+            aux_weight * L(aux)`` (defaults 1.0 / 0.4); without aux maps ``main_weight * L(main)``.
 
-    Terms: ``loss`` (total), and the unweighted ``loss_final``, ``loss_seed``, ``loss_initial``,
-    ``loss_conf``.
+    Reads ``output.final_logits`` (S_f; ``output.logits`` if that is ``None``), ``seed_logits``,
+    ``initial_logits``, ``confidence`` and ``offsets``; on OCR outputs (``aux_logits`` set) also
+    ``aux_logits`` (fused), ``seed_aux_logits`` and ``initial_aux_logits``.
+
+    Terms (detached scalars): ``loss`` (total), the unweighted ``loss_final``, ``loss_seed``,
+    ``loss_initial``, ``loss_conf``, and on OCR outputs ``loss_final_aux``, ``loss_seed_aux``,
+    ``loss_initial_aux``.
     """
 
     def __init__(
-        self, kappa: float = 0.5, lam: float = 0.5, conf_weight: float = 1.0, ignore_index: int = 255
+        self,
+        kappa: float = 0.5,
+        lam: float = 0.5,
+        conf_weight: float = 1.0,
+        ignore_index: int = 255,
+        criterion: CriterionSpec = "ce",
+        criterion_final: CriterionSpec = None,
+        criterion_seed: CriterionSpec = None,
+        criterion_initial: CriterionSpec = None,
+        class_weights: ClassWeights = None,
+        main_weight: float = 1.0,
+        aux_weight: float = 0.4,
     ) -> None:
         super().__init__()
-        self.kappa = _check_weight("kappa", kappa, 0.5)
-        self.lam = _check_weight("lam", lam, 0.5)
-        self.conf_weight = _check_weight("conf_weight", conf_weight, 1.0)
+        self.kappa = check_loss_weight("kappa", kappa, 0.5)
+        self.lam = check_loss_weight("lam", lam, 0.5)
+        self.conf_weight = check_loss_weight("conf_weight", conf_weight, 1.0)
+        self.main_weight = check_loss_weight("main_weight", main_weight, 1.0)
+        self.aux_weight = check_loss_weight("aux_weight", aux_weight, 0.4)
         self.ignore_index = check_ignore_index(ignore_index)
+        weights = check_class_weights(class_weights)
+        build_criterion(criterion, "criterion", self.ignore_index, weights)  # validates it even if all overridden
+        overrides = {"final": criterion_final, "seed": criterion_seed, "initial": criterion_initial}
+        self.criteria = nn.ModuleDict({
+            term: build_criterion(criterion if overrides[term] is None else overrides[term],
+                                  "criterion" if overrides[term] is None else f"criterion_{term}",
+                                  self.ignore_index, weights)
+            for term in TERMS
+        })
 
     def forward(self, output: "SegOutput", target: Tensor) -> LossOutput:
         missing = [name for name in _OVENET_FIELDS if getattr(output, name, None) is None]
@@ -124,24 +196,39 @@ class OVeNetLoss(nn.Module):
                 f"offsets); got a model without them (missing: {', '.join(missing)}) "
                 "— use model=ovenet_* or loss=ce"
             )
-        check_target(target, output.logits.shape[1], self.ignore_index)
-        ce = lambda logits: pixel_cross_entropy(logits, target, self.ignore_index, check_labels=False)  # noqa: E731
-        loss_final = ce(output.logits)
-        loss_seed = ce(output.seed_logits)
-        loss_initial = ce(output.initial_logits)
-        loss_conf = confidence_loss(output.confidence, output.offsets, target, self.ignore_index)
-        total = loss_final + self.kappa * loss_seed + self.lam * loss_initial + self.conf_weight * loss_conf
-        terms = {
-            "loss": total,
-            "loss_final": loss_final,
-            "loss_seed": loss_seed,
-            "loss_initial": loss_initial,
-            "loss_conf": loss_conf,
+        final_logits = getattr(output, "final_logits", None)
+        maps = {
+            "final": output.logits if final_logits is None else final_logits,
+            "seed": output.seed_logits,
+            "initial": output.initial_logits,
         }
-        return LossOutput(total=total, terms={k: v.detach() for k, v in terms.items()})
+        aux_maps = None
+        if getattr(output, "aux_logits", None) is not None:
+            aux_maps = {"final": output.aux_logits, "seed": getattr(output, "seed_aux_logits", None),
+                        "initial": getattr(output, "initial_aux_logits", None)}
+            if any(m is None for m in aux_maps.values()):
+                raise ValueError("an OVeNet output with aux_logits needs seed_aux_logits and initial_aux_logits too")
+        check_target(target, maps["final"].shape[1], self.ignore_index)
+        weights = {"final": 1.0, "seed": self.kappa, "initial": self.lam}
+        terms: Dict[str, Tensor] = {}
+        total = None
+        for term in TERMS:
+            pixel_loss = self.criteria[term].pixel_loss
+            loss_main = pixel_loss(maps[term], target)
+            terms[f"loss_{term}"] = loss_main
+            term_loss = self.main_weight * loss_main
+            if aux_maps is not None:
+                loss_aux = pixel_loss(aux_maps[term], target)
+                terms[f"loss_{term}_aux"] = loss_aux
+                term_loss = term_loss + self.aux_weight * loss_aux
+            total = weights[term] * term_loss if total is None else total + weights[term] * term_loss
+        loss_conf = confidence_loss(output.confidence, output.offsets, target, self.ignore_index)
+        terms["loss_conf"] = loss_conf
+        total = total + self.conf_weight * loss_conf
+        return LossOutput(total=total, terms={"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}})
 
     def extra_repr(self) -> str:
         return (
             f"kappa={self.kappa}, lam={self.lam}, conf_weight={self.conf_weight}, "
-            f"ignore_index={self.ignore_index}"
+            f"ignore_index={self.ignore_index}, main_weight={self.main_weight}, aux_weight={self.aux_weight}"
         )

@@ -49,9 +49,10 @@ def verify_datasets(cfg: DatasetConfig, workers: int = 2) -> None:
 def _progress_printer(what: str):
     """``progress(done, total)`` printing ``what: done/total`` to stderr at most every ~10 %."""
     state = {"next": 0}
+    show = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
-        if done >= state["next"] or done == total:
+        if (show or total >= 1000) and (done >= state["next"] or done == total):
             state["next"] = done + max(1, total // 10)
             end = "\n" if done == total else "\r"
             print(f"checking {what}: {done}/{total}", end=end, file=sys.stderr, flush=True)

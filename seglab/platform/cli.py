@@ -2,6 +2,8 @@
 
     seglab models [--size 1024x2048] [--num-classes 19]   every registered model with params and GFLOPs
     seglab compare [PARENT_RUN_ID] [--experiment NAME]    the comparison table of a sweep (latest by default)
+    seglab data check DATASET ROOT [--split S ...] [--option KEY=VALUE ...]
+                                                          verify a data set on disk (exit 0 clean, 1 bad samples)
 """
 from __future__ import annotations
 
@@ -61,6 +63,59 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """Progress bars on stderr for ``check_dataset``: tqdm when importable, else a carriage-return bar."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict = {}
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover - tqdm is usually installed
+            tqdm = None
+        self.tqdm = tqdm
+
+    def __call__(self, split: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.tqdm is not None:
+            bar = self.bars.get(split)
+            if bar is None:
+                bar = self.bars[split] = self.tqdm(total=total, desc=f"check {split}", unit="img", file=sys.stderr,
+                                                   dynamic_ncols=True)
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\rcheck {split} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from seglab.datasets.check import check_dataset, format_reports, parse_options
+
+    options = parse_options(args.option)
+    for key in ("splits", "progress", "workers", "count_labels"):
+        if key in options:
+            raise ConfigError(f"--option {key}: not a dataset option (see seglab data check --help)")
+    progress = _Progress(enabled=not args.no_progress)
+    try:
+        reports = check_dataset(args.dataset, args.root, splits=args.split, progress=progress,
+                                workers=args.workers, **options)
+    finally:
+        progress.close()
+    print(format_reports(reports, root=args.root))
+    return 1 if any(r.bad for r in reports) else 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     quiet()
     parser = argparse.ArgumentParser(prog="seglab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -73,6 +128,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("parent_run_id", nargs="?", help="the sweep's parent run id (default: the latest sweep)")
     p.add_argument("--experiment", default="seglab")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("data", help="data set tools (data check)")
+    data = p.add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("check", help="verify a data set on disk: layout, pairing, label values, corrupt files",
+                        description="Verify every split present (or the --split ones) of DATASET under ROOT. "
+                                    "Exit status 0: clean; 1: bad samples (listed); 2: a usage/layout error.")
+    p.add_argument("dataset", help="registered data set name, e.g. cityscapes, acdc, synthia")
+    p.add_argument("root", help="the data set's root directory (official layout)")
+    p.add_argument("--split", action="append", default=None, metavar="S",
+                   help="check this split only (repeatable; default: every split present)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset option, e.g. annotations=coarse or conditions=[fog,night] (repeatable)")
+    p.add_argument("--workers", type=int, default=2, help="threads decoding labels (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_data_check)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -7,7 +7,12 @@ Two small wrappers keep the sweep a fair comparison:
   into a full run config. The fixed runs' results are not fed to Optuna (they are not points of
   its space).
 * :class:`BaselineProtectingASHA` is Tune's ASHA that never stops a baseline trial (the
-  baseline must train the full schedule: it is the reference every row is compared with).
+  baseline must train the full schedule: it is the reference every row is compared with), and
+  that stops the others *gracefully*: instead of having Tune kill the trial's actor (which
+  cannot interrupt a running ``TorchTrainer.fit()`` and would leave its workers holding their
+  CPUs), it writes the run's stop marker (:func:`seglab.platform.train_loop.stop_marker`); the
+  training loop sees it before the next epoch, closes its MLflow run with the tag
+  ``seglab.stopped_early=true`` and returns, so the trial ends normally.
 
 The trial function always receives ``{"trial": <run dict>, "ctx": <sweep context>}``.
 """
@@ -70,12 +75,24 @@ class FixedThenSearch(Searcher):
 
 
 class BaselineProtectingASHA(AsyncHyperBandScheduler):
-    """ASHA (asynchronous successive halving) that lets baseline trials run to the end."""
+    """ASHA (asynchronous successive halving) that lets baseline trials run to the end and stops
+    the others through their stop marker (see the module docstring)."""
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: Dict) -> str:
-        if (trial.config.get("trial") or {}).get("baseline"):
+        run = trial.config.get("trial") or {}
+        if run.get("baseline"):
             return TrialScheduler.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            from seglab.platform.config import RunConfig
+            from seglab.platform.train_loop import stop_marker
+
+            marker = stop_marker(trial.config["ctx"]["storage_path"], RunConfig.from_dict(run).key())
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"stopped by ASHA after {self._time_attr}={result.get(self._time_attr)}: "
+                              f"{self._metric}={result.get(self._metric)}\n")
+            return TrialScheduler.CONTINUE  # the trial stops itself before its next epoch
+        return decision
 
 
 def make_searcher(sweep: SweepConfig, fixed: List[Dict[str, Any]],

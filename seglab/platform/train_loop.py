@@ -32,9 +32,30 @@ def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over the DDP workers in place (NCCL only reduces CUDA tensors: moved there and back)."""
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == "nccl" and not t.is_cuda:
+            moved = t.cuda()
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+            t.copy_(moved.cpu())
+        else:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def stop_marker(storage_path: str, run_key: str) -> Path:
+    """The file whose presence asks run ``run_key`` to stop before its next epoch (ASHA)."""
+    return Path(storage_path) / run_key / "STOP_EARLY"
+
+
+def _stop_requested(marker: Path) -> bool:
+    """Rank 0 looks for the marker; every rank gets the same answer (they must stop together)."""
+    flag = torch.tensor([1.0 if marker.exists() and _is_rank0() else 0.0], dtype=torch.float64)
+    return bool(_all_reduce_sum(flag).item() > 0)
+
+
+def _is_rank0() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -91,7 +112,10 @@ class _WithIndex(Dataset):
 
 
 def _group_names(dataset: Dataset) -> Optional[List[str]]:
-    """Per-sample groups (e.g. ACDC conditions) when the data set has more than one, else None."""
+    """Per-sample groups (e.g. ACDC's conditions) of a data set that asks for per-group metrics
+    (``report_groups = True``) and has more than one group, else None."""
+    if not getattr(dataset, "report_groups", False):
+        return None
     groups = list(getattr(dataset, "groups", None) or [])
     return groups if len(set(groups)) > 1 else None
 
@@ -223,7 +247,13 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     total_steps = t.epochs * steps_per_epoch
     best_path = trial_dir / "best.pt"
     epoch_times = []
+    marker = stop_marker(os.path.dirname(str(trial_dir)), trial_dir.name)
     for epoch in range(start_epoch, t.epochs + 1):
+        if epoch > start_epoch and _stop_requested(marker):
+            tracker.set_tag("seglab.stopped_early", "true")
+            if rank == 0:
+                print(f"[{label}] stopped early after epoch {epoch - 1}: {marker.read_text().strip()}", flush=True)
+            break
         if t.fail_once_at_epoch == epoch and rank == 0:
             marker = trial_dir / f".injected_failure_epoch{epoch}"
             if not marker.exists():

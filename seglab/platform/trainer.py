@@ -91,7 +91,9 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
         raise
     best = (result.metrics or {}).get("best_val_miou", float("nan"))
     print(f"[{label}] done: best val mIoU {best:.4f}", flush=True)
-    return {"best_val_miou": best, "mlflow_run_id": run_id}
+    # The final result repeats the last epoch's metrics: Tune's schedulers and searchers expect
+    # their metric (e.g. val_miou) in every result a trial returns.
+    return {**(result.metrics or {}), "best_val_miou": best, "mlflow_run_id": run_id}
 
 
 def _static_metrics(summary):

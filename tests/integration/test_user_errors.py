@@ -16,6 +16,10 @@ from .conftest import REPO
     ("model.pretrained=/nonexistent/weights.pth", "/nonexistent/weights.pth"),
     ("dataset.name=nope", "unknown dataset 'nope'"),
     ("loss=ce loss.class_weights=cityscapes", "loss.class_weights has 19 values but dataset 'synthetic' has 9"),
+    ("model.branch_stage=5", "model.branch_stage"),
+    ("loss.criterion=focal", "loss.criterion"),
+    ("sweep=ovenet_kappa_lambda_tau sweep.scheduler=hyperband", "sweep.scheduler must be null or one of asha"),
+    ("dataset=cityscapes dataset.root=/nonexistent/cityscapes", "/nonexistent/cityscapes"),
 ])
 def test_bad_input_is_one_line_before_ray(override, fragment, tmp_path):
     env = {**os.environ, "SEGLAB_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}

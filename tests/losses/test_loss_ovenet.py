@@ -225,3 +225,152 @@ def test_ovenet_low_res_outputs_all_ignore_finite():
     assert math.isfinite(loss.total.item()) and loss.total.item() > 0
     empty = build_loss("ovenet")(out, torch.full((2, 16, 16), IGN))
     assert empty.total.item() == 0.0
+
+
+# ---------------------------------------------------------------- criteria, class weights, OCR terms
+def _random_output(seed=0, ocr=False, classes=3, size=4):
+    """Low-res (size x size) OVeNet-like output with zero offsets (every seed is the pixel itself)."""
+    g = torch.Generator().manual_seed(seed)
+    maps = lambda: (torch.randn(2, classes, size, size, generator=g) * 2).requires_grad_(True)  # noqa: E731
+    fields = dict(logits=maps(), seed_logits=maps(), initial_logits=maps(),
+                  confidence=(torch.rand(2, 1, size, size, generator=g) * 0.8 + 0.1).requires_grad_(True),
+                  offsets=torch.zeros(2, 2, size, size))
+    fields["final_logits"] = fields["logits"]
+    if ocr:
+        fields.update(aux_logits=maps(), seed_aux_logits=maps(), initial_aux_logits=maps())
+    return SegOutput(**fields)
+
+
+def _random_target(seed=0, classes=3, size=8):
+    g = torch.Generator().manual_seed(100 + seed)
+    target = torch.randint(0, classes, (2, size, size), generator=g)
+    target[0, :2, :3] = IGN
+    return target
+
+
+def _ce64(logits, target, weight=None):
+    """Independent float64 recomputation: upsample, then torch's (weighted) mean cross-entropy."""
+    up = torch.nn.functional.interpolate(logits.detach().double(), size=target.shape[-2:], mode="bilinear",
+                                         align_corners=False)
+    w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
+    return torch.nn.functional.cross_entropy(up, target, weight=w, ignore_index=IGN).item()
+
+
+def _conf64(output, target):
+    """Zero offsets: every valid pixel is 'same', so L_conf = mean over valid pixels of -log F."""
+    f = torch.nn.functional.interpolate(output.confidence.detach().double(), size=target.shape[-2:],
+                                        mode="bilinear", align_corners=False)[:, 0]
+    valid = target != IGN
+    return (-torch.log(f[valid])).mean().item()
+
+
+@pytest.mark.parametrize("class_weights", [None, [1.0, 2.0, 0.5]])
+def test_ovenet_ce_total_matches_float64_recomputation(class_weights):
+    out, target = _random_output(), _random_target()
+    loss = build_loss("ovenet", kappa=0.3, lam=0.7, conf_weight=2.0, class_weights=class_weights)(out, target)
+    lf, ls, li = (_ce64(m, target, class_weights) for m in (out.logits, out.seed_logits, out.initial_logits))
+    lc = _conf64(out, target)
+    assert loss.terms["loss_final"].item() == pytest.approx(lf, rel=1e-5)
+    assert loss.terms["loss_seed"].item() == pytest.approx(ls, rel=1e-5)
+    assert loss.terms["loss_initial"].item() == pytest.approx(li, rel=1e-5)
+    assert loss.terms["loss_conf"].item() == pytest.approx(lc, rel=1e-5)
+    assert loss.total.item() == pytest.approx(lf + 0.3 * ls + 0.7 * li + 2.0 * lc, rel=1e-5)
+    if class_weights is not None:  # the weights matter for this target
+        assert abs(lf - _ce64(out.logits, target)) > 1e-3
+
+
+def test_ovenet_class_weight_preset():
+    out, target = _random_output(classes=19), _random_target(classes=19)
+    from seglab.losses.ce import CITYSCAPES_CLASS_WEIGHTS
+    loss = build_loss("ovenet", class_weights="cityscapes")(out, target)
+    assert loss.terms["loss_seed"].item() == pytest.approx(_ce64(out.seed_logits, target, CITYSCAPES_CLASS_WEIGHTS),
+                                                           rel=1e-5)
+
+
+def test_ovenet_reads_final_logits_before_logits():
+    """In eval mode with inference_output=initial, logits is S_i: the loss must still use S_f."""
+    out, target = _random_output(), _random_target()
+    out.logits = out.initial_logits
+    loss = build_loss("ovenet")(out, target)
+    assert loss.terms["loss_final"].item() == pytest.approx(_ce64(out.final_logits, target), rel=1e-5)
+    out.final_logits = None  # fallback for outputs without it
+    loss = build_loss("ovenet")(out, target)
+    assert loss.terms["loss_final"].item() == pytest.approx(_ce64(out.initial_logits, target), rel=1e-5)
+
+
+def test_ovenet_ohem_terms_equal_the_ohem_loss_on_the_same_logits():
+    out, target = _random_output(seed=3), _random_target(seed=3)
+    ohem = {"name": "ohem", "thresh": 0.7, "min_kept": 20}
+    loss = build_loss("ovenet", criterion=ohem, criterion_initial="ce", kappa=0.25, lam=0.5, conf_weight=0.5,
+                      class_weights=[1.0, 1.5, 0.5])(out, target)
+    reference = build_loss("ohem", thresh=0.7, min_kept=20, class_weights=[1.0, 1.5, 0.5])
+    lf = reference(SegOutput(logits=out.final_logits), target).total.item()
+    ls = reference(SegOutput(logits=out.seed_logits), target).total.item()
+    li = build_loss("ce", class_weights=[1.0, 1.5, 0.5])(SegOutput(logits=out.initial_logits), target).total.item()
+    assert abs(lf - _ce64(out.final_logits, target, [1.0, 1.5, 0.5])) > 1e-2  # OHEM selected a subset here
+    assert loss.terms["loss_final"].item() == pytest.approx(lf, rel=1e-6)
+    assert loss.terms["loss_seed"].item() == pytest.approx(ls, rel=1e-6)
+    assert loss.terms["loss_initial"].item() == pytest.approx(li, rel=1e-6)
+    lc = _conf64(out, target)
+    assert loss.total.item() == pytest.approx(lf + 0.25 * ls + 0.5 * li + 0.5 * lc, rel=1e-5)
+
+
+def test_ovenet_per_term_overrides_and_ohem_defaults():
+    out, target = _random_output(seed=4), _random_target(seed=4)
+    loss = build_loss("ovenet", criterion_seed="ohem", criterion_final={"name": "ohem", "min_kept": 10})(out, target)
+    # "ohem" = thresh 0.7, min_kept 100000 (> 2*8*8 valid pixels: all kept, i.e. plain CE)
+    assert loss.terms["loss_seed"].item() == pytest.approx(
+        build_loss("ohem")(SegOutput(logits=out.seed_logits), target).total.item(), rel=1e-6)
+    assert loss.terms["loss_seed"].item() == pytest.approx(_ce64(out.seed_logits, target), rel=1e-5)
+    assert loss.terms["loss_final"].item() == pytest.approx(
+        build_loss("ohem", min_kept=10)(SegOutput(logits=out.final_logits), target).total.item(), rel=1e-6)
+    assert loss.terms["loss_initial"].item() == pytest.approx(_ce64(out.initial_logits, target), rel=1e-5)
+
+
+@pytest.mark.parametrize("main_weight,aux_weight", [(1.0, 0.4), (0.7, 0.2)])
+def test_ovenet_ocr_terms_weight_main_and_aux(main_weight, aux_weight):
+    out, target = _random_output(seed=5, ocr=True), _random_target(seed=5)
+    kwargs = {} if (main_weight, aux_weight) == (1.0, 0.4) else {"main_weight": main_weight, "aux_weight": aux_weight}
+    loss = build_loss("ovenet", kappa=0.3, lam=0.6, **kwargs)(out, target)
+    assert set(loss.terms) == {"loss", "loss_final", "loss_seed", "loss_initial", "loss_conf", "loss_final_aux",
+                               "loss_seed_aux", "loss_initial_aux"}
+    pairs = {"final": (out.final_logits, out.aux_logits), "seed": (out.seed_logits, out.seed_aux_logits),
+             "initial": (out.initial_logits, out.initial_aux_logits)}
+    expected = _conf64(out, target)
+    for term, weight in (("final", 1.0), ("seed", 0.3), ("initial", 0.6)):
+        main, aux = (_ce64(m, target) for m in pairs[term])
+        assert loss.terms[f"loss_{term}"].item() == pytest.approx(main, rel=1e-5)
+        assert loss.terms[f"loss_{term}_aux"].item() == pytest.approx(aux, rel=1e-5)
+        expected += weight * (main_weight * main + aux_weight * aux)
+    assert loss.total.item() == pytest.approx(expected, rel=1e-5)
+    loss.total.backward()
+    assert out.seed_aux_logits.grad.abs().sum() > 0 and out.initial_aux_logits.grad.abs().sum() > 0
+
+
+def test_ovenet_ocr_output_needs_all_aux_maps():
+    out, target = _random_output(ocr=True), _random_target()
+    out.seed_aux_logits = None
+    with pytest.raises(ValueError, match="seed_aux_logits and initial_aux_logits"):
+        build_loss("ovenet")(out, target)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"criterion": "focal"}, "loss.criterion must be one of ce, ohem or a mapping"),
+    ({"criterion": {"name": "dice"}}, "loss.criterion must be one of ce, ohem"),
+    ({"criterion": 3}, "loss.criterion must be one of ce, ohem"),
+    ({"criterion": {"thresh": 0.7}}, "the mapping has no name"),
+    ({"criterion": {"name": "ce", "thresh": 0.7}}, "loss.criterion.thresh is not an option of criterion 'ce'"),
+    ({"criterion": {"name": "ohem", "top_k": 3}},
+     "loss.criterion.top_k is not an option of criterion 'ohem'; valid options: thresh, min_kept"),
+    ({"criterion_seed": {"name": "ohem", "thresh": 2.0}}, "loss.criterion_seed.thresh must be a probability in (0, 1]"),
+    ({"criterion_final": "lovasz"}, "loss.criterion_final must be one of ce, ohem"),
+    ({"criterion_initial": {"name": "ohem", "min_kept": -1}}, "loss.criterion_initial.min_kept must be an integer >= 0"),
+    ({"class_weights": "kitti"}, "loss.class_weights must be null, one of cityscapes"),
+    ({"main_weight": -1.0}, "loss.main_weight must be a finite number >= 0"),
+    ({"aux_weight": float("nan")}, "loss.aux_weight must be a finite number >= 0"),
+    ({"crit": "ce"}, "loss 'ovenet' has no option loss.crit"),
+])
+def test_ovenet_bad_criterion_options_raise_one_line_config_error(kwargs, fragment):
+    with pytest.raises(ConfigError) as info:
+        build_loss("ovenet", **kwargs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)

@@ -43,8 +43,12 @@ def test_builds_with_plain_kwargs():
 
 def test_model_options():
     assert model_options("hrnet_w48") == ["num_classes", "in_chans", "bn_momentum", "align_corners", "weight_init"]
-    assert model_options("ovenet_hrnet_w48") == [
-        "num_classes", "tau", "offset_modules", "in_chans", "bn_momentum", "align_corners", "weight_init"]
+    ovenet = ["num_classes", "tau", "offset_modules", "tau_mode", "branch_stage", "cascade_steps", "resample",
+              "freeze_body", "inference_output"]
+    common = ["in_chans", "bn_momentum", "align_corners", "weight_init"]
+    assert model_options("ovenet_hrnet_w48") == ovenet + common
+    assert model_options("ovenet_hrnet_w48_ocr") == ovenet + ["ocr_mid_channels", "ocr_key_channels",
+                                                              "ocr_dropout"] + common
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ EXPECTED_MODELS = [
     for method in ("", "ovenet_")
     for width in ("w18_small_v1", "w18_small_v2", "w18", "w32", "w48")
 ]
-EXPECTED_MODELS += [f"hrnet_{w}_ocr" for w in ("w18_small_v1", "w18_small_v2", "w18", "w32", "w48")]
+EXPECTED_MODELS += [f"{method}hrnet_{w}_ocr" for method in ("", "ovenet_")
+                    for w in ("w18_small_v1", "w18_small_v2", "w18", "w32", "w48")]
 EXPECTED_MODELS += ["deeplabv3plus_r50", "deeplabv3plus_r101", "deeplabv2_r101", "fcn_r50", "unet"]
 # Stride of the logits where it is not 4 (64x64 input -> 64 / stride per side).
 LOGIT_STRIDE = {"deeplabv2_r101": 8, "unet": 1}
@@ -35,8 +36,11 @@ def test_forward_backward_tiny_input(name):
     assert out.logits.shape == (2, num_classes, 64 // stride, 64 // stride)
     maps = {"logits": out.logits, **out.extras()}
     if name.startswith("ovenet_"):
-        assert set(maps) == {"logits", "initial_logits", "seed_logits", "offsets", "confidence"}
-        for key in ("initial_logits", "seed_logits"):
+        class_maps = {"final_logits", "initial_logits", "seed_logits"}
+        if name.endswith("_ocr"):
+            class_maps |= {"aux_logits", "initial_aux_logits", "seed_aux_logits"}
+        assert set(maps) == {"logits", "offsets", "confidence", *class_maps}
+        for key in class_maps:
             assert maps[key].shape == (2, num_classes, 16, 16)
         assert out.offsets.shape == (2, 2, 16, 16)
         assert out.confidence.shape == (2, 1, 16, 16)

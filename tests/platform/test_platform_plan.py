@@ -110,24 +110,33 @@ def test_fixed_then_optuna_searcher_hands_out_the_baseline_first_then_seeded_poi
     assert [t.value for t in study.trials if t.value is not None] == [0.4]
 
 
-def test_asha_never_stops_the_baseline():
+def test_asha_never_stops_the_baseline_and_stops_the_others_through_their_marker(tmp_path):
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
     from seglab.platform.search import make_scheduler
+    from seglab.platform.train_loop import stop_marker
 
+    base, _ = _compose(["trainer.epochs=4"])
     sched = make_scheduler(SweepConfig.from_dict({"scheduler": "asha", "asha": {"grace_period": 1,
                                                                                  "reduction_factor": 2}}), 4)
-    results = [(False, 0.9), (False, 0.8), (True, 0.1), (False, 0.1)]
-    trials = []
-    for i, (baseline, _) in enumerate(results):
-        t = Trial("trainable", config={"trial": {"baseline": baseline}}, stub=True, trial_id=f"t{i}")
+    results = [(False, 0.9, 0.25), (False, 0.8, 0.5), (True, 0.1, None), (False, 0.1, 1.0)]
+    trials, keys = [], []
+    for i, (baseline, _, kappa) in enumerate(results):
+        run = run_for_point(base, {"kappa": kappa}) if not baseline else plan_trials(base, SweepConfig())[0]
+        keys.append(run.key())
+        t = Trial("trainable", config={"trial": run.to_dict(), "ctx": {"storage_path": str(tmp_path)}},
+                  stub=True, trial_id=f"t{i}")
         sched.on_trial_add(None, t)
         trials.append(t)
     decisions = [sched.on_trial_result(None, t, {"training_iteration": 1, "val_miou": v})
-                 for t, (_, v) in zip(trials, results)]
-    # Rung 1 keeps the top 1/2: 0.9 continues, 0.8 and 0.1 fall below the cut; the baseline (0.1) runs on.
-    assert decisions == [TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.STOP]
+                 for t, (_, v, _) in zip(trials, results)]
+    # Tune is never asked to kill a trial: the ones ASHA cuts get a stop marker and end themselves.
+    assert decisions == [TrialScheduler.CONTINUE] * 4
+    # Rung 1 keeps the top 1/2: 0.9 goes on; 0.8 and 0.1 fall below the cut; the baseline (0.1) runs on.
+    stopped = [stop_marker(str(tmp_path), k).exists() for k in keys]
+    assert stopped == [False, True, False, True]
+    assert "val_miou=0.8" in stop_marker(str(tmp_path), keys[1]).read_text()
     assert make_scheduler(SweepConfig.from_dict({}), 4) is None
 
 

@@ -278,6 +278,34 @@ class HRNetBackbone(nn.Module):
     def forward_stage4(self, stage3_outputs: List[Tensor]) -> List[Tensor]:
         return self.stage4(apply_transition(self.transition3, stage3_outputs))
 
+    def stage_layers(self, stage: int) -> Tuple[nn.ModuleList, nn.Sequential]:
+        """``(transition{stage-1}, stage{stage})`` for ``stage`` in 2..4: the transition that maps
+        stage ``stage - 1``'s outputs to stage ``stage``'s inputs, and the stage itself."""
+        if stage not in (2, 3, 4):
+            raise ValueError(f"stage must be 2, 3 or 4 (got {stage!r})")
+        return getattr(self, f"transition{stage - 1}"), getattr(self, f"stage{stage}")
+
+    def forward_stem(self, images: Tensor) -> List[Tensor]:
+        """``(B, in_chans, H, W)`` -> ``[stage-1 output (B, C1, H/4, W/4)]`` (stem + ``layer1``)."""
+        x = self.relu(self.bn1(self.conv1(images)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        return [self.layer1(x)]
+
+    def forward_stages(self, xs: List[Tensor], first: int, last: int = 4) -> List[Tensor]:
+        """Run transitions and stages ``first..last`` (each in 2..4) on stage ``first - 1``'s
+        outputs ``xs``; returns stage ``last``'s branches (``xs`` unchanged if ``first > last``)."""
+        for stage in range(first, last + 1):
+            transition, modules = self.stage_layers(stage)
+            xs = modules(apply_transition(transition, xs))
+        return xs
+
+    def forward_to_stage(self, images: Tensor, stage: int) -> List[Tensor]:
+        """``(B, in_chans, H, W)`` -> the ``stage`` branch outputs of stage ``stage`` in 1..4
+        (stage ``s`` has ``s`` branches at strides ``4, 8, ..., 4 * 2**(s-1)``)."""
+        if stage not in (1, 2, 3, 4):
+            raise ValueError(f"stage must be 1, 2, 3 or 4 (got {stage!r})")
+        return self.forward_stages(self.forward_stem(images), 2, stage)
+
     def forward_features(self, images: Tensor) -> List[Tensor]:
         """``(B, in_chans, H, W)`` -> the four stage-4 branches (strides 4, 8, 16, 32)."""
         return self.forward_stage4(self.forward_to_stage3(images))
