@@ -144,8 +144,10 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     uri = tracking.tracking_uri()
     experiment_id = tracking.ensure_experiment(sweep.experiment, uri)  # once, in the driver
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, include_dashboard=False,
-                 configure_logging=True, logging_level="warning")
+        # The dashboard serves Ray's state API, which Ray Train's placement-group cleaner needs to
+        # release the resources of a crashed trial; it listens on 127.0.0.1 only.
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, include_dashboard=True,
+                 dashboard_host="127.0.0.1", configure_logging=True, logging_level="warning")
     sized = runs or [run_for_point(base, representative_point(sweep))]
     concurrent, use_gpu = plan_resources(sized, ray.cluster_resources(), sweep.max_concurrent_trials, total=total)
     t = sized[0].trainer

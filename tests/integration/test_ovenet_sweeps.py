@@ -102,3 +102,28 @@ def test_optuna_asha_sweep_keeps_the_baseline_running(ray_cluster, mlflow_store,
             assert epochs == [1, 2]
     methods = [c for c in children if c.data.tags["seglab.baseline"] != "true"]
     assert len({(c.data.params["loss.kappa"], c.data.params["loss.lam"]) for c in methods}) == 3
+
+
+def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ray_cluster, mlflow_store, tmp_path):
+    """What ASHA's stop does end to end: the run sees its marker before epoch 2, closes its MLflow
+    run (FINISHED, tagged) and frees its workers; the trial returns normally."""
+    from seglab.platform.config import RunConfig
+    from seglab.platform.train_loop import stop_marker
+    from seglab.platform.trainer import run_trial
+
+    base, _ = compose(SMALLEST + ["trainer.epochs=3", "trainer.viz_samples=0"])
+    run = RunConfig.from_dict({**base, "label": "stopped"})
+    storage = tmp_path / "train"
+    marker = stop_marker(str(storage), run.key())
+    marker.parent.mkdir(parents=True)
+    marker.write_text("stopped by the test\n")
+    experiment_id = tracking.ensure_experiment("stop", mlflow_store)
+    parent = tracking.start_parent_run(experiment_id, "stop", {}, mlflow_store)
+    ctx = {"tracking_uri": mlflow_store, "experiment_id": experiment_id, "parent_run_id": parent,
+           "storage_path": str(storage), "use_gpu": False}
+    out = run_trial({"trial": run.to_dict(), "ctx": ctx})
+    child = tracking.client(mlflow_store).get_run(out["mlflow_run_id"])
+    assert child.info.status == "FINISHED" and child.data.tags["seglab.stopped_early"] == "true"
+    history = tracking.client(mlflow_store).get_metric_history(child.info.run_id, "val_miou")
+    assert sorted(m.step for m in history) == [1]
+    assert ray_cluster.available_resources().get("CPU", 0) >= 2 - 1e-6  # the worker's CPU is back
