@@ -86,7 +86,9 @@ class TrainerConfig:
     poly_power: float = 0.9
     max_failures: int = 1
     seed: int = 0
-    loader_workers: int = 0
+    # DataLoader processes per worker; "auto": none for generated data (cheap to make) and on
+    # CPU-only workers, else one per spare CPU of the worker (2..8) to decode and augment files.
+    loader_workers: Any = "auto"
     flops_input_size: Tuple[int, int] = (1024, 2048)
     viz_samples: int = 4  # fixed validation images drawn (OVeNet panels) and logged to MLflow; 0 = off
     viz_every: int = 1  # draw them every this many epochs (and at the last)
@@ -110,7 +112,9 @@ class TrainerConfig:
         check(0 <= t.momentum < 1, f"trainer.momentum must be in [0, 1) (got {t.momentum})")
         check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0 (got {t.weight_decay})")
         check(t.max_failures >= -1, f"trainer.max_failures must be >= -1 (-1 = retry forever; got {t.max_failures})")
-        check(t.loader_workers >= 0, f"trainer.loader_workers must be >= 0 (got {t.loader_workers})")
+        check(t.loader_workers == "auto" or (isinstance(t.loader_workers, int) and not isinstance(t.loader_workers, bool)
+                                             and t.loader_workers >= 0),
+              f"trainer.loader_workers must be auto or an integer >= 0 (got {t.loader_workers!r})")
         check(t.use_gpu in (True, False, "auto"), f"trainer.use_gpu must be true, false or auto (got {t.use_gpu!r})")
         check(len(t.flops_input_size) == 2 and min(t.flops_input_size) > 0,
               f"trainer.flops_input_size must be [H, W] with positive sizes (got {list(t.flops_input_size)})")

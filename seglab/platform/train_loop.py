@@ -43,6 +43,16 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def resolve_loader_workers(setting: Any, dataset: Dataset, on_gpu: bool, cpus_per_worker: float) -> int:
+    """``trainer.loader_workers``: an int as given; ``auto`` -> 0 for generated data sets (no files
+    to decode) and on CPU-only workers (the trainer uses the CPUs), else ``clamp(cpus - 1, 2, 8)``."""
+    if setting != "auto":
+        return int(setting)
+    if not on_gpu or not hasattr(dataset, "verify"):
+        return 0
+    return int(min(8, max(2, math.floor(cpus_per_worker) - 1)))
+
+
 def stop_marker(storage_path: str, run_key: str) -> Path:
     """The file whose presence asks run ``run_key`` to stop before its next epoch (ASHA)."""
     return Path(storage_path) / run_key / "STOP_EARLY"
@@ -209,13 +219,14 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     class_names = list(train_ds.class_names)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=t.seed, drop_last=True)
     pin = device.type == "cuda"
+    loader_workers = resolve_loader_workers(t.loader_workers, train_ds, pin, t.cpus_per_worker)
     train_loader = DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=True,
-                              num_workers=t.loader_workers, pin_memory=pin, persistent_workers=t.loader_workers > 0)
+                              num_workers=loader_workers, pin_memory=pin, persistent_workers=loader_workers > 0)
     if len(train_loader) == 0:
         raise ValueError(f"trainer.batch_size={t.batch_size} x {world} workers exceeds the {len(train_ds)} training samples")
     # Validation shards without padding (DistributedSampler would repeat samples and bias the metric).
     val_loader = DataLoader(_WithIndex(val_ds, range(rank, len(val_ds), world)), batch_size=t.batch_size,
-                            num_workers=t.loader_workers, pin_memory=pin)
+                            num_workers=loader_workers, pin_memory=pin)
     groups = _group_names(val_ds)
 
     model = build_model(run.model, num_classes, load_weights=True)

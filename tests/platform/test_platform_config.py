@@ -121,3 +121,19 @@ def test_plan_models_one_trial_per_model_first_is_reference():
         SweepConfig.from_dict({"models": ["hrnet_w18_small_v1"], "tau": [0.5]})
     with pytest.raises(ConfigError, match="same model twice"):
         plan_trials(BASE, SweepConfig.from_dict({"models": ["hrnet_w18_small_v1", "hrnet_w18_small_v1"]}))
+
+
+def test_loader_workers_auto_decodes_files_in_worker_processes_on_gpu(tmp_path):
+    from seglab.datasets import build_dataset
+    from seglab.datasets.fixtures.cityscapes import write_cityscapes
+    from seglab.platform.train_loop import resolve_loader_workers
+
+    write_cityscapes(tmp_path, splits={"train": 1}, size=(32, 64))
+    files = build_dataset("cityscapes", split="train", root=str(tmp_path), crop_size=[32, 64])
+    generated = build_dataset("synthetic", split="train", num_samples=1)
+    assert [resolve_loader_workers("auto", files, True, c) for c in (1.0, 4.0, 16.0)] == [2, 3, 8]
+    assert resolve_loader_workers("auto", files, False, 4.0) == 0  # CPU-only: the trainer uses the CPUs
+    assert resolve_loader_workers("auto", generated, True, 4.0) == 0  # nothing to decode
+    assert resolve_loader_workers(5, files, False, 1.0) == 5
+    with pytest.raises(ConfigError, match="trainer.loader_workers must be auto or an integer >= 0"):
+        RunConfig.from_dict(set_dotted(BASE, "trainer.loader_workers", "many"))
