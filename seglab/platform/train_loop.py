@@ -308,8 +308,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         for suffix in ("_initial", "_seed", "_final"):
             if suffix in scores:
                 metrics[f"val_miou{suffix}"] = scores[suffix]["miou"]
-        if "_initial" in scores:  # OVeNet: what the fusion adds over the first head
-            metrics["val_miou_gain_over_initial"] = main["miou"] - scores["_initial"]["miou"]
+        if "_initial" in scores:  # OVeNet: what the fusion S_f adds over the first head S_i
+            fused = scores.get("_final", main)  # "_final" exists when logits is not S_f (inference_output)
+            metrics["val_miou_gain_over_initial"] = fused["miou"] - scores["_initial"]["miou"]
         metrics.update(diagnostics)
         for suffix, group_scores in scores.items():
             if suffix.startswith("@"):

@@ -127,3 +127,32 @@ def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ray_cluster, mlf
     history = tracking.client(mlflow_store).get_metric_history(child.info.run_id, "val_miou")
     assert sorted(m.step for m in history) == [1]
     assert ray_cluster.available_resources().get("CPU", 0) >= 2 - 1e-6  # the worker's CPU is back
+
+
+def test_every_model_and_loss_switch_trains_in_the_ray_pipeline(ray_cluster, mlflow_store, tmp_path):
+    variants = [
+        {"label": "ocr br2 ohem", "model": {"name": "ovenet_hrnet_w18_small_v1_ocr", "branch_stage": 2},
+         "loss": {"criterion": {"name": "ohem", "thresh": 0.7, "min_kept": 1000}}},
+        {"label": "iso probs seed-out ref1", "model": {"tau_mode": "isotropic", "resample": "probs",
+                                                       "inference_output": "seed", "cascade_steps": 1},
+         "loss": {"criterion": "ohem", "criterion_seed": "ce", "class_weights": [1.0] * 9}},
+    ]
+    base, sweep_dict = compose(SMALLEST + ["trainer.epochs=1", "trainer.viz_samples=1", "sweep.experiment=switches"])
+    sweep_dict = {**sweep_dict, "include_baseline": False, "variants": variants}
+    result = run_sweep(base, SweepConfig.from_dict(sweep_dict), storage_root=str(tmp_path / "runs"))
+    assert result.errors == []
+    client = tracking.client(mlflow_store)
+    children = {c.data.tags["seglab.label"]: c for c in tracking.child_runs(result.parent_run_id, mlflow_store)}
+    assert set(children) == {"ocr br2 ohem", "iso probs seed-out ref1"}
+    ocr = children["ocr br2 ohem"].data
+    for term in ("train_loss_final_aux", "train_loss_seed_aux", "train_loss_initial_aux"):
+        assert term in ocr.metrics  # OCR: soft-region logits resampled, fused and supervised too
+    seed_out = children["iso probs seed-out ref1"].data
+    # inference_output=seed: the headline val mIoU is S_s's, S_f is reported next to it
+    assert seed_out.metrics["val_miou"] == seed_out.metrics["val_miou_seed"]
+    assert "val_miou_final" in seed_out.metrics
+    gain = seed_out.metrics["val_miou_final"] - seed_out.metrics["val_miou_initial"]
+    assert abs(seed_out.metrics["val_miou_gain_over_initial"] - gain) < 1e-9
+    for child in children.values():
+        assert child.info.status == "FINISHED"
+        assert client.list_artifacts(child.info.run_id, "viz/epoch_001")
