@@ -142,24 +142,24 @@ def require_split_dir(path: Path, what: str) -> Path:
     return path
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array; BadSampleError if it does not decode."""
-    data = cv2.imread(path, cv2.IMREAD_COLOR)
+def _imread(path: str, flags: int, kind: str) -> np.ndarray:
+    """``cv2.imread`` that raises BadSampleError naming ``path`` (missing, or not decodable)."""
+    data = cv2.imread(path, flags)
     if data is None:
         if not os.path.exists(path):
-            raise BadSampleError(f"{path}: image file is missing")
-        raise BadSampleError(f"{path}: image does not decode (corrupt or truncated file?)")
-    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+            raise BadSampleError(f"{path}: {kind} file is missing")
+        raise BadSampleError(f"{path}: {kind} does not decode (corrupt or truncated file?)")
+    return data
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array; BadSampleError if it does not decode."""
+    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_label_file(path: str) -> np.ndarray:
     """Decode a label file unchanged (8/16-bit, 1/3 channels); BadSampleError if it does not decode."""
-    data = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if data is None:
-        if not os.path.exists(path):
-            raise BadSampleError(f"{path}: label file is missing")
-        raise BadSampleError(f"{path}: label does not decode (corrupt or truncated file?)")
-    return data
+    return _imread(path, cv2.IMREAD_UNCHANGED, "label")
 
 
 def check_file_intact(path: str) -> Tuple[int, int]:

@@ -79,9 +79,10 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
                   f"(e.g. {', '.join(unexpected[:2]) or '-'})", flush=True)
         else:
             read_state_dict(cfg.pretrained)  # validates the file exists and is readable
-    if cfg.body_checkpoint and cfg.body_checkpoint != "@baseline":
+    if cfg.body_checkpoint:
         check(hasattr(model, "load_body_state"),
               f"model.body_checkpoint is only for OVeNet models (model.name={cfg.name})")
+    if cfg.body_checkpoint and cfg.body_checkpoint != "@baseline":  # "@baseline": resolved by the sweep
         if load_weights:
             from seglab.platform.checkpoint import load as load_checkpoint
 
@@ -92,9 +93,6 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
         else:
             check(os.path.isfile(cfg.body_checkpoint),
                   f"model.body_checkpoint: file not found: {cfg.body_checkpoint}")
-    elif cfg.body_checkpoint == "@baseline":
-        check(hasattr(model, "load_body_state"),
-              f"model.body_checkpoint is only for OVeNet models (model.name={cfg.name})")
     return model
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Dict
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Dict, Iterator
 
 import torch
 from torch import nn
@@ -16,17 +17,19 @@ from torch import nn
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-def save_atomic(obj: Dict[str, Any], path: str) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
+@contextmanager
+def atomic_file(path: str) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temp file in the same folder: fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never a torn file.
+    A crash at any moment leaves either the old file or the new one, never a torn file; on an
+    error the temp file is removed. Creates the folder if needed.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -34,6 +37,12 @@ def save_atomic(obj: Dict[str, Any], path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(obj: Dict[str, Any], path: str) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load(path: str) -> Dict[str, Any]:

@@ -79,16 +79,6 @@ def validate_sweep(base: Dict[str, Any], sweep: SweepConfig, runs: List[RunConfi
     return summaries[: len(runs)]
 
 
-def _tune_config(runs: List[RunConfig], ctx: Dict[str, Any]) -> Dict[str, Any]:
-    return {"trial": tune_grid([r.to_dict() for r in runs]), "ctx": ctx}
-
-
-def tune_grid(values: List[Any]) -> Any:
-    from ray import tune
-
-    return tune.grid_search(values)
-
-
 def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage: Path, name: str,
          concurrent: int, base: Optional[Dict[str, Any]] = None) -> List[str]:
     """Run ``runs`` (plus, for Optuna, ``sweep.num_samples`` proposed runs) as one Tuner; return errors."""
@@ -103,7 +93,8 @@ def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage
         searcher = make_searcher(sweep, fixed, lambda p: {"trial": run_for_point(base, p).to_dict(), "ctx": ctx})
         param_space, num_samples = None, len(fixed) + sweep.num_samples
     else:
-        searcher, param_space, num_samples = None, _tune_config(runs, ctx), 1
+        searcher, num_samples = None, 1
+        param_space = {"trial": tune.grid_search([r.to_dict() for r in runs]), "ctx": ctx}
     tuner = tune.Tuner(
         tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPU}),
         param_space=param_space,

@@ -36,8 +36,6 @@ Scalars: :func:`offset_diagnostics`. Which images: :func:`select_samples`.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -46,6 +44,7 @@ import numpy as np
 
 from seglab.datasets.labels import IGNORE_INDEX, colorize
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
+from seglab.platform.checkpoint import atomic_file
 from seglab.platform.flowcolor import as_numpy, confidence_to_color, flow_to_color, flow_wheel
 
 __all__ = [
@@ -244,16 +243,8 @@ def save_png(path: Any, rgb: Any) -> Path:
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(str(path)) as f:
+        f.write(buf.tobytes())
     return path
 
 
