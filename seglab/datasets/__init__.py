@@ -69,5 +69,6 @@ def build_dataset(name: str, split: str = "train", **kwargs: Any):
 # Built-in data sets (imported last: they register themselves with DATASETS).
 from seglab.datasets import synthetic  # noqa: E402,F401
 from seglab.datasets import acdc, ade20k, cityscapes, helen, reduced, synthia, voc  # noqa: E402,F401
+from seglab.datasets import synthetic11  # noqa: E402,F401
 
 __all__ = ["DATASETS", "register_dataset", "build_dataset", "list_datasets"]

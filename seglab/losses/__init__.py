@@ -80,9 +80,14 @@ class LossOutput:
 from seglab.losses import ce as _ce  # noqa: E402,F401
 from seglab.losses import ohem as _ohem  # noqa: E402,F401
 from seglab.losses import ovenet as _ovenet  # noqa: E402,F401
+from seglab.losses import semeda as _semeda  # noqa: E402,F401
+from seglab.losses import phgmm as _phgmm  # noqa: E402,F401
 from seglab.losses.ce import CITYSCAPES_CLASS_WEIGHTS, CrossEntropyLoss, pixel_cross_entropy  # noqa: E402
 from seglab.losses.ohem import OhemCrossEntropyLoss, ohem_cross_entropy  # noqa: E402
 from seglab.losses.ovenet import OVeNetLoss, confidence_loss, confidence_targets  # noqa: E402
+from seglab.losses.semeda import (SemedaEdgeNet, SemedaLoss, SobelLoss, edge_f1, edge_targets,  # noqa: E402
+                                  load_edge_net, one_hot_masks, pretrain_edge_net, save_edge_net)
+from seglab.losses.phgmm import PHGMMLoss, gaussian_kl_standard, gmm_kl, soft_iou_loss  # noqa: E402
 
 __all__ = [
     "LOSSES",
@@ -98,4 +103,17 @@ __all__ = [
     "OVeNetLoss",
     "confidence_loss",
     "confidence_targets",
+    "SemedaEdgeNet",
+    "SemedaLoss",
+    "SobelLoss",
+    "edge_f1",
+    "edge_targets",
+    "load_edge_net",
+    "one_hot_masks",
+    "pretrain_edge_net",
+    "save_edge_net",
+    "PHGMMLoss",
+    "gmm_kl",
+    "gaussian_kl_standard",
+    "soft_iou_loss",
 ]

@@ -25,6 +25,7 @@ register_model = MODELS.register
 # Importing the model modules registers their factories (they use ``register_model`` above).
 from seglab.models import deeplab, hrnet, ovenet  # noqa: E402,F401  (registration side effect)
 from seglab.models import ocr  # noqa: E402,F401  (registration side effect)
+from seglab.models import phgmm  # noqa: E402,F401  (registration side effect)
 
 
 def list_models() -> List[str]:

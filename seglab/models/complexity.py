@@ -28,6 +28,18 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def count_inference_parameters(model: nn.Module) -> int:
+    """Parameter elements used at inference: :func:`count_parameters` minus the parameters that only
+    the modules listed by ``model.training_only_modules()`` hold (if the model has that method, e.g.
+    PHGMM's PostNet). A parameter that an inference module shares is still counted."""
+    listed = getattr(model, "training_only_modules", None)
+    if listed is None:
+        return count_parameters(model)
+    excluded_modules = {id(m) for root in listed() for m in root.modules()}
+    kept = {id(p) for m in model.modules() if id(m) not in excluded_modules for p in m.parameters(recurse=False)}
+    return sum(p.numel() for p in model.parameters() if id(p) in kept)
+
+
 def _meta_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` whose parameters and buffers live on ``meta`` (no data copied)."""
     memo: Dict[int, object] = {}

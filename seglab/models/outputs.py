@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from torch import Tensor
 
@@ -32,6 +32,12 @@ class SegOutput:
             object-region logits.
         seed_aux_logits: ``(B, C, H/s, W/s)`` OVeNet on HRNet+OCR: ``initial_aux_logits``
             resampled with the same offsets as S_s.
+        latents: a dict of image-level latent tensors (not maps) for models with latent variables.
+            PHGMM (:mod:`seglab.models.phgmm`): ``pi`` ``(B, K)`` mixture weights of q(z|x),
+            ``mu`` / ``logvar`` ``(B, K, D)`` component means / log-variances; with the global
+            latent also ``g_mu`` / ``g_logvar`` ``(B, D)``; when its PostNet ran (training mode with
+            targets) also ``post_pi`` ``(B, K)``, ``post_mu`` / ``post_logvar`` ``(B, K, D)`` of
+            p(z|x, y). ``None`` for models without latents.
 
     For OVeNet with ``resample="probs"`` every class map above holds log-probabilities
     ``log(max(P, eps))`` instead of logits (see :mod:`seglab.models.ovenet`).
@@ -47,9 +53,10 @@ class SegOutput:
     final_logits: Optional[Tensor] = None
     initial_aux_logits: Optional[Tensor] = None
     seed_aux_logits: Optional[Tensor] = None
+    latents: Optional[Dict[str, Tensor]] = None
 
-    def extras(self) -> Dict[str, Tensor]:
-        """The named tensors that are set, besides ``logits``."""
+    def extras(self) -> Dict[str, Union[Tensor, Dict[str, Tensor]]]:
+        """The named outputs that are set, besides ``logits``: tensors, and ``latents`` as its dict."""
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)

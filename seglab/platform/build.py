@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -21,8 +21,8 @@ from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig, RunCo
 def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
     from seglab.datasets import build_dataset
 
-    train = build_dataset(cfg.name, split="train", **cfg.split_kwargs("train"))
-    val = build_dataset(cfg.name, split="val", **cfg.split_kwargs("val"))
+    train = build_dataset(cfg.name, split=cfg.split_name("train"), **cfg.split_kwargs("train"))
+    val = build_dataset(cfg.name, split=cfg.split_name("val"), **cfg.split_kwargs("val"))
     if len(train) == 0 or len(val) == 0:
         raise ConfigError(f"dataset '{cfg.name}' has an empty split (train {len(train)}, val {len(val)} samples)")
     return train, val
@@ -63,8 +63,9 @@ def _progress_printer(what: str):
 def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
     """The model of ``cfg``: ``model.pretrained`` weights (ImageNet) loaded where names match, the
     OVeNet offset branch initialised from them, then ``model.body_checkpoint`` (a trained
-    baseline) loaded into the shared body and main head. ``load_weights=False`` (meta-device
-    validation) only checks that the files exist and are readable."""
+    baseline) loaded into the shared body and main head, and with ``model.freeze_bn`` every
+    BatchNorm frozen. ``load_weights=False`` (meta-device validation) only checks that the files
+    exist and are readable."""
     from seglab.models import build_model as _build
     from seglab.models.pretrained import load_pretrained, read_state_dict
 
@@ -93,14 +94,24 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
         else:
             check(os.path.isfile(cfg.body_checkpoint),
                   f"model.body_checkpoint: file not found: {cfg.body_checkpoint}")
+    if cfg.freeze_bn:
+        from seglab.models.frozen_bn import freeze_batchnorm
+
+        model = freeze_batchnorm(model)
     return model
 
 
-def build_loss(cfg: LossConfig, ignore_index: int) -> nn.Module:
+def build_loss(cfg: LossConfig, ignore_index: int, num_classes: Optional[int] = None) -> nn.Module:
+    """The loss of ``cfg``; ``ignore_index`` and (for losses that take it, e.g. SEMEDA's, to check
+    its edge network) the data set's ``num_classes`` are filled in."""
+    from seglab.losses import LOSSES, _accepted_kwargs
     from seglab.losses import build_loss as _build
 
     kwargs = dict(cfg.kwargs)
     kwargs.setdefault("ignore_index", ignore_index)
+    accepted = _accepted_kwargs(LOSSES.get(cfg.name))
+    if num_classes is not None and accepted is not None and "num_classes" in accepted:
+        kwargs.setdefault("num_classes", num_classes)
     return _build(cfg.name, **kwargs)
 
 
@@ -113,18 +124,21 @@ class RunSummary:
     params: int
     gflops: float
     flops_input_size: Tuple[int, int]
+    inference_params: Optional[int] = None  # without training-only parts (PHGMM's PostNet)
 
 
 def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad."""
     from seglab.models.complexity import count_flops as _flops
-    from seglab.models.complexity import count_parameters
+    from seglab.models.complexity import count_inference_parameters, count_parameters
 
     from seglab.losses.ce import check_class_weights
 
+    from seglab.platform import methods
+
     _, val = build_datasets(run.dataset)
     num_classes = int(val.num_classes)
-    build_loss(run.loss, ignore_index=int(getattr(val, "ignore_index", 255)))
+    build_loss(run.loss, ignore_index=int(getattr(val, "ignore_index", 255)), num_classes=num_classes)
     weights = check_class_weights(run.loss.kwargs.get("class_weights"))
     if weights is not None and len(weights) != num_classes:
         raise ConfigError(f"loss.class_weights has {len(weights)} values but dataset '{run.dataset.name}' has "
@@ -134,21 +148,7 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     gflops = float("nan")
     if count_flops:
         gflops = _flops(model, input_size=tuple(run.trainer.flops_input_size))
-    return RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
-                      tuple(run.trainer.flops_input_size))
-
-
-def method_of(model_name: str) -> str:
-    """``ovenet_hrnet_w48`` -> ``ovenet``; a plain backbone name -> its family (``hrnet``)."""
-    return model_name.split("_")[0]
-
-
-def describe(run: RunConfig) -> str:
-    """A short human label: ``ovenet_hrnet_w18_small_v1 κ=0.5 λ=0.5 τ=0.5``."""
-    parts = [run.model.name]
-    for key, sym in (("kappa", "κ"), ("lam", "λ")):
-        if key in run.loss.kwargs:
-            parts.append(f"{sym}={run.loss.kwargs[key]:g}")
-    if "tau" in run.model.kwargs:
-        parts.append(f"τ={run.model.kwargs['tau']:g}")
-    return " ".join(parts)
+    summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
+                         tuple(run.trainer.flops_input_size), count_inference_parameters(model))
+    methods.for_run(run).validate(run, summary)
+    return summary

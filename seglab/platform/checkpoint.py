@@ -58,11 +58,14 @@ def unwrap(model: nn.Module) -> nn.Module:
 def load_model(path: str) -> nn.Module:
     """Rebuild the model recorded in a checkpoint file and load its weights (eval mode)."""
     from seglab.models import build_model  # local import: keeps this module light
+    from seglab.platform.config import ModelConfig
 
     state = load(path)
-    model_cfg = dict(state["run"]["model"])
-    name = model_cfg.pop("name")
-    model_cfg.pop("pretrained", None)
-    model = build_model(name, num_classes=int(state["num_classes"]), **model_cfg)
+    cfg = ModelConfig.from_dict(state["run"]["model"])
+    model = build_model(cfg.name, num_classes=int(state["num_classes"]), **cfg.kwargs)
+    if cfg.freeze_bn:
+        from seglab.models.frozen_bn import freeze_batchnorm
+
+        model = freeze_batchnorm(model)
     model.load_state_dict(state["model"])
     return model.eval()

@@ -14,8 +14,9 @@ from typing import Any, Dict, Optional, Tuple
 
 from seglab.errors import ConfigError, check
 
-_MODEL_RESERVED = ("name", "pretrained", "body_checkpoint")
+_MODEL_RESERVED = ("name", "pretrained", "body_checkpoint", "freeze_bn")
 _DATASET_RESERVED = ("name", "train", "val")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass
@@ -26,18 +27,25 @@ class ModelConfig:
     # A trained baseline's checkpoint loaded into the shared body + main head (OVeNet's "Fr"
     # ablation with model.freeze_body=true); "@baseline" = the sweep's own baseline run.
     body_checkpoint: Optional[str] = None
+    # Every BatchNorm frozen at its (pretrained / initial) statistics and affine parameters, in
+    # training too (FrozenBatchNorm2d): how SEMEDA's paper trains DeepLab at small batches.
+    freeze_bn: bool = False
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
         check("name" in d, "model.name is missing; set model=<name> (see `seglab models`)")
         kwargs = {k: v for k, v in d.items() if k not in _MODEL_RESERVED}
+        freeze_bn = d.get("freeze_bn", False)
+        check(isinstance(freeze_bn, bool), f"model.freeze_bn must be true or false (got {freeze_bn!r})")
         return cls(name=str(d["name"]), kwargs=kwargs, pretrained=d.get("pretrained"),
-                   body_checkpoint=d.get("body_checkpoint"))
+                   body_checkpoint=d.get("body_checkpoint"), freeze_bn=freeze_bn)
 
     def to_dict(self) -> Dict[str, Any]:
         out = {"name": self.name, **self.kwargs, "pretrained": self.pretrained}
         if self.body_checkpoint is not None:
             out["body_checkpoint"] = self.body_checkpoint
+        if self.freeze_bn:
+            out["freeze_bn"] = True
         return out
 
 
@@ -68,7 +76,15 @@ class DatasetConfig:
         return cls(str(d["name"]), common, dict(d.get("train") or {}), dict(d.get("val") or {}))
 
     def split_kwargs(self, split: str) -> Dict[str, Any]:
-        return {**self.common, **(self.train if split == "train" else self.val)}
+        """Options of the ``train`` or ``val`` role, without ``split`` (see :meth:`split_name`)."""
+        kwargs = {**self.common, **(self.train if split == "train" else self.val)}
+        kwargs.pop("split", None)
+        return kwargs
+
+    def split_name(self, role: str) -> str:
+        """The data set split that plays ``role`` (``train``/``val``): ``dataset.<role>.split``
+        when set (e.g. ``dataset.train.split=trainval`` to train on train+val), else the role."""
+        return str((self.train if role == "train" else self.val).get("split", role))
 
 
 @dataclass
@@ -80,8 +96,9 @@ class TrainerConfig:
     use_gpu: Any = "auto"  # true / false / "auto" (GPU when the cluster has one)
     epochs: int = 10
     batch_size: int = 8  # per worker
+    optimizer: str = "sgd"  # sgd (momentum) | adam | adamw
     lr: float = 0.01
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     max_failures: int = 1
@@ -90,8 +107,15 @@ class TrainerConfig:
     # CPU-only workers, else one per spare CPU of the worker (2..8) to decode and augment files.
     loader_workers: Any = "auto"
     flops_input_size: Tuple[int, int] = (1024, 2048)
+    # A protocol's training crop [H, W] (e.g. SEMEDA's 321x321): when set, it replaces
+    # dataset.train.crop_size, so a trainer preset carries the whole protocol.
+    crop_size: Optional[Tuple[int, int]] = None
     viz_samples: int = 4  # fixed validation images drawn (OVeNet panels) and logged to MLflow; 0 = off
     viz_every: int = 1  # draw them every this many epochs (and at the last)
+    # Band widths (px) of the trimap metric (boundary-band mIoU vs width), for methods whose
+    # sweeps evaluate it (SEMEDA, PHGMM); the band of width w = pixels within Chebyshev distance
+    # w - 1 of a ground-truth edge.
+    trimap_widths: Tuple[int, ...] = (1, 2, 3, 5, 7, 10, 15, 20)
     # Testing hook: crash rank 0 once at the start of this epoch (1-based) to exercise resume.
     fail_once_at_epoch: Optional[int] = None
 
@@ -102,6 +126,19 @@ class TrainerConfig:
         check(not unknown, f"unknown key trainer.{unknown[0] if unknown else ''}; allowed: {', '.join(sorted(known))}")
         t = cls(**d)
         t.flops_input_size = tuple(int(v) for v in t.flops_input_size)  # type: ignore[assignment]
+        widths = t.trimap_widths
+        check(isinstance(widths, (list, tuple)) and len(widths) > 0
+              and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
+              and len(set(widths)) == len(widths),
+              f"trainer.trimap_widths must be a list of distinct positive integers (pixels), e.g. [1, 2, 3, 5] "
+              f"(got {widths!r})")
+        t.trimap_widths = tuple(widths)
+        if t.crop_size is not None:
+            crop = t.crop_size
+            check(isinstance(crop, (list, tuple)) and len(crop) == 2
+                  and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop),
+                  f"trainer.crop_size must be null or [H, W] with positive integers (got {crop!r})")
+            t.crop_size = tuple(crop)  # type: ignore[assignment]
         check(isinstance(t.viz_samples, int) and t.viz_samples >= 0,
               f"trainer.viz_samples must be an integer >= 0 (got {t.viz_samples!r})")
         for key in ("num_workers", "epochs", "batch_size", "viz_every"):
@@ -109,6 +146,7 @@ class TrainerConfig:
             check(isinstance(value, int) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
         check(t.cpus_per_worker > 0, f"trainer.cpus_per_worker must be > 0 (got {t.cpus_per_worker})")
         check(t.lr > 0, f"trainer.lr must be > 0 (got {t.lr})")
+        check(t.optimizer in OPTIMIZERS, f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)} (got {t.optimizer!r})")
         check(0 <= t.momentum < 1, f"trainer.momentum must be in [0, 1) (got {t.momentum})")
         check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0 (got {t.weight_decay})")
         check(t.max_failures >= -1, f"trainer.max_failures must be >= -1 (-1 = retry forever; got {t.max_failures})")
@@ -136,7 +174,7 @@ class RunConfig:
     def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
         for key in ("model", "loss", "dataset"):
             check(isinstance(d.get(key), dict), f"config group '{key}' is missing; set {key}=<name>")
-        return cls(
+        run = cls(
             model=ModelConfig.from_dict(d["model"]),
             loss=LossConfig.from_dict(d["loss"]),
             dataset=DatasetConfig.from_dict(d["dataset"]),
@@ -144,12 +182,17 @@ class RunConfig:
             label=str(d.get("label", "")),
             baseline=bool(d.get("baseline", False)),
         )
+        if run.trainer.crop_size is not None:
+            run.dataset.train["crop_size"] = list(run.trainer.crop_size)
+        return run
 
     def to_dict(self) -> Dict[str, Any]:
         model = self.model.to_dict()
         dataset = {"name": self.dataset.name, **self.dataset.common, "train": self.dataset.train, "val": self.dataset.val}
         trainer = asdict(self.trainer)
         trainer["flops_input_size"] = list(self.trainer.flops_input_size)
+        trainer["trimap_widths"] = list(self.trainer.trimap_widths)
+        trainer["crop_size"] = None if self.trainer.crop_size is None else list(self.trainer.crop_size)
         return {
             "model": model,
             "loss": {"name": self.loss.name, **self.loss.kwargs},

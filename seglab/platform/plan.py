@@ -3,7 +3,8 @@
 A sweep is always a comparison: the base network's run (the *baseline*, same data and schedule)
 is planned next to the method's runs. Four shapes:
 
-* a search over ``kappa`` / ``lam`` / ``tau`` (:data:`SEARCH_KEYS`): ``grid`` (every combination),
+* a search over the dimensions the methods declare (:func:`seglab.platform.methods.search_keys`:
+  OVeNet's ``kappa`` / ``lam`` / ``tau``, SEMEDA's ``lambda1..3``, PHGMM's ``k`` ...): ``grid`` (every combination),
   ``random`` (``num_samples`` seeded draws) or ``optuna`` (Optuna's TPE proposes ``num_samples``
   points while the sweep runs; :func:`plan_trials` then returns only the fixed runs and
   :func:`search_space` the space, see :mod:`seglab.platform.search`);
@@ -25,13 +26,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from seglab.errors import check
-from seglab.platform.build import describe
+from seglab.platform import methods
 from seglab.platform.config import RunConfig, set_dotted
+from seglab.platform.methods import describe
 
-# Named search dimensions of a sweep config -> the run-config key they set, and their lower bound
-# (value, inclusive?).
-SEARCH_KEYS = {"kappa": "loss.kappa", "lam": "loss.lam", "tau": "model.tau"}
-SEARCH_LOWER_BOUNDS = {"kappa": (0.0, True), "lam": (0.0, True), "tau": (0.0, False)}
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("asha",)
 FROM_BASELINE = "@baseline"
@@ -39,9 +37,10 @@ FROM_BASELINE = "@baseline"
 
 
 def _check_bound(name: str, value: float) -> None:
-    low, inclusive = SEARCH_LOWER_BOUNDS[name]
-    ok = value >= low if inclusive else value > low
-    check(ok, f"sweep.{name} values must be {'>=' if inclusive else '>'} {low:g} (got {value:g})")
+    spec = methods.search_keys()[name]
+    ok = value >= spec.low if spec.inclusive else value > spec.low
+    check(ok, f"sweep.{name} values must be {'>=' if spec.inclusive else '>'} {spec.low:g} (got {value:g})")
+    check(not spec.integer or float(value).is_integer(), f"sweep.{name} values must be integers (got {value:g})")
 
 
 @dataclass
@@ -49,12 +48,12 @@ class SweepConfig:
     name: str = "ovenet_vs_hrnet"
     experiment: str = "seglab"
     include_baseline: bool = True
-    baseline_model: str = "hrnet_w18_small_v1"
+    baseline_model: Optional[str] = "hrnet_w18_small_v1"  # null: the base run's own model (SEMEDA: same net, CE)
     baseline_loss: Any = "ce"  # a loss name or {name: ..., <option>: ...}
     search: str = "grid"  # grid | random | optuna
     num_samples: int = 1  # random / optuna: number of method trials
     seed: int = 0
-    space: Dict[str, Any] = field(default_factory=dict)  # name in SEARCH_KEYS -> list | {uniform|loguniform: [lo, hi]}
+    space: Dict[str, Any] = field(default_factory=dict)  # a method's search key -> list | {uniform|loguniform: [lo, hi]}
     metric: str = "val_miou"
     scheduler: Optional[str] = None  # null | asha (early stopping on `metric`; never stops the baseline)
     asha: Dict[str, Any] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
@@ -70,11 +69,12 @@ class SweepConfig:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "SweepConfig":
         d = dict(d)
-        space = {k: d.pop(k) for k in list(d) if k in SEARCH_KEYS}
+        keys = methods.search_keys()
+        space = {k: d.pop(k) for k in list(d) if k in keys}
         known = set(cls.__dataclass_fields__) - {"space"}
         unknown = sorted(set(d) - known)
         check(not unknown, f"unknown key sweep.{unknown[0] if unknown else ''}; allowed: "
-                           f"{', '.join(sorted(known | set(SEARCH_KEYS)))}")
+                           f"{', '.join(sorted(known | set(keys)))}")
         s = cls(**d, space={k: v for k, v in space.items() if v is not None})
         check(s.search in SEARCHES, f"sweep.search must be one of {', '.join(SEARCHES)} (got {s.search!r})")
         check(isinstance(s.num_samples, int) and s.num_samples >= 1, f"sweep.num_samples must be >= 1 (got {s.num_samples})")
@@ -83,8 +83,8 @@ class SweepConfig:
         _check_asha(s.asha)
         for name, values in s.space.items():
             _check_dimension(name, values, s.search)
-        check(s.search != "optuna" or s.space, "sweep.search=optuna needs at least one of sweep.kappa, sweep.lam, "
-                                                "sweep.tau to search")
+        check(s.search != "optuna" or s.space, "sweep.search=optuna needs at least one of "
+                                                f"{', '.join('sweep.' + k for k in sorted(keys))} to search")
         check(isinstance(s.baseline_loss, str) or (isinstance(s.baseline_loss, dict) and "name" in s.baseline_loss),
               f"sweep.baseline_loss must be a loss name or {{name: ..., <option>: ...}} (got {s.baseline_loss!r})")
         shapes = [k for k, on in (("models", s.models is not None), ("variants", s.variants is not None),
@@ -173,9 +173,11 @@ def _sample(space: Dict[str, Any], num_samples: int, seed: int) -> List[Dict[str
 
 
 def baseline_run(base: Dict[str, Any], sweep: SweepConfig) -> RunConfig:
-    """The base network's run: ``sweep.baseline_model`` + ``sweep.baseline_loss``, same data and schedule."""
+    """The base network's run: ``sweep.baseline_model`` (null: the base run's model with all its
+    options) + ``sweep.baseline_loss``, same data and schedule."""
     b = copy.deepcopy(base)
-    b["model"] = {"name": sweep.baseline_model, "pretrained": base.get("model", {}).get("pretrained")}
+    if sweep.baseline_model is not None:
+        b["model"] = {"name": sweep.baseline_model, "pretrained": base.get("model", {}).get("pretrained")}
     loss = sweep.baseline_loss
     b["loss"] = {"name": loss} if isinstance(loss, str) else dict(loss)
     b["baseline"] = True
@@ -186,10 +188,12 @@ def baseline_run(base: Dict[str, Any], sweep: SweepConfig) -> RunConfig:
 
 
 def run_for_point(base: Dict[str, Any], point: Dict[str, Any]) -> RunConfig:
-    """The method's run at a search point ``{kappa: .., lam: .., tau: ..}``."""
+    """The method's run at a search point (e.g. ``{kappa: .., lam: .., tau: ..}``)."""
     d = copy.deepcopy(base)
+    keys = methods.search_keys()
     for name, value in point.items():
-        d = set_dotted(d, SEARCH_KEYS[name], value)
+        spec = keys[name]
+        d = set_dotted(d, spec.key, int(round(value)) if spec.integer else value)
     d["baseline"] = False
     run = RunConfig.from_dict(d)
     run.label = describe(run)
@@ -233,11 +237,18 @@ def representative_point(sweep: SweepConfig) -> Dict[str, Any]:
 
 
 def _plan_variants(base: Dict[str, Any], variants: List[Dict[str, Any]]) -> List[RunConfig]:
+    """One run per variant: its model/loss options override the base run's; a variant naming
+    another model or loss starts from that one's defaults instead (e.g. a CE or Sobel baseline row
+    in a SEMEDA sweep), keeping ``model.pretrained``."""
     runs = []
     for v in variants:
         d = copy.deepcopy(base)
         for group in ("model", "loss"):
-            d[group] = {**d.get(group, {}), **(v.get(group) or {})}
+            override = dict(v.get(group) or {})
+            inherited = d.get(group, {})
+            if "name" in override and override["name"] != inherited.get("name"):
+                inherited = {"pretrained": inherited.get("pretrained")} if group == "model" else {}
+            d[group] = {**inherited, **override}
         d["baseline"] = False
         d["label"] = v["label"]
         runs.append(RunConfig.from_dict(d))

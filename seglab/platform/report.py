@@ -1,7 +1,8 @@
 """The comparison at the end of a sweep: a table (one row per trial) and learning curves.
 
 Rows are read back from the MLflow store (the source of truth), sorted by best validation mIoU,
-with the baseline marked and every method's gain over it ("Δ mIoU", in mIoU points × 100).
+with the baseline marked and every method's gain over it ("Δ mIoU", in mIoU points × 100). The
+sweep's method (:mod:`seglab.platform.methods`) adds its own columns and tables.
 """
 from __future__ import annotations
 
@@ -10,46 +11,45 @@ import io
 import math
 import os
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from seglab.platform import tracking
+from seglab.platform import methods, tracking
 
-COLUMNS = [
-    ("", "mark"), ("trial", "label"), ("method", "method"), ("κ", "kappa"), ("λ", "lam"), ("τ", "tau"),
-    ("val mIoU", "best_val_miou"), ("Δ vs base", "delta"), ("pixel acc", "val_pixel_acc"),
-    ("params (M)", "params_m"), ("GFLOPs", "gflops"), ("wall (s)", "wall_s"), ("status", "status"),
-]
-
-
-def _num(value: Optional[str]) -> Optional[float]:
-    try:
-        return float(value) if value not in (None, "", "None") else None
-    except ValueError:
-        return None
+HEAD_COLUMNS = [("", "mark"), ("trial", "label"), ("method", "method")]
+SCORE_COLUMNS = [("val mIoU", "best_val_miou"), ("Δ vs base", "delta"), ("pixel acc", "val_pixel_acc")]
+TAIL_COLUMNS = [("params (M)", "params_m"), ("GFLOPs", "gflops"), ("wall (s)", "wall_s"), ("status", "status")]
+CSV_KEYS = ["best_val_miou", "delta", "val_pixel_acc", "params_m", "gflops", "wall_s", "epochs", "status", "run_id"]
 
 
 def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any]]:
-    """One dict per child run of ``parent_run_id``, sorted by best val mIoU (best first)."""
+    """One dict per trial run of ``parent_run_id``, sorted by best val mIoU (best first); the
+    fields of the sweep's method (and of any method named by a trial) are filled in by it."""
+    c = tracking.client(uri)
+    trials = [r for r in tracking.child_runs(parent_run_id, uri) if r.data.tags.get("seglab.kind", "trial") == "trial"]
+    names = [c.get_run(parent_run_id).data.tags.get("seglab.method")]
+    names += [r.data.tags.get("seglab.method") for r in trials]
+    used = []
+    for name in names:
+        m = methods.get(name)
+        if m is not methods.GENERIC and m.name not in used:
+            used.append(m.name)
     rows = []
-    for run in tracking.child_runs(parent_run_id, uri):
+    for run in trials:
         m, p, tags = run.data.metrics, run.data.params, run.data.tags
-        rows.append({
+        row = {
             "run_id": run.info.run_id,
             "label": tags.get("seglab.label", run.info.run_name),
             "method": tags.get("seglab.method", ""),
             "baseline": tags.get("seglab.baseline") == "true",
-            "kappa": _num(p.get("loss.kappa")), "lam": _num(p.get("loss.lam")), "tau": _num(p.get("model.tau")),
             "best_val_miou": m.get("best_val_miou"), "val_pixel_acc": m.get("val_pixel_acc"),
             "params_m": m.get("params_m"), "gflops": m.get("gflops"), "wall_s": m.get("elapsed_s"),
             "epochs": m.get("epoch"), "status": run.info.status,
             "stopped_early": tags.get("seglab.stopped_early") == "true",
-            # OVeNet: the initial / seed heads (S_i, S_s) and the ablation switches
-            "val_miou_initial": m.get("val_miou_initial"), "val_miou_seed": m.get("val_miou_seed"),
-            "frozen": p.get("model.freeze_body") == "True", "branch": _num(p.get("model.branch_stage")),
-            "cascade": _num(p.get("model.cascade_steps")), "loss_name": p.get("loss.name"),
-            "criterion": p.get("loss.criterion") or p.get("loss.criterion.name"),
-            "model": tags.get("seglab.model", ""),
-        })
+            "model": tags.get("seglab.model", ""), "methods": tuple(used),
+        }
+        for name in used:
+            row.update(methods.get(name).row_fields(p, m, tags))
+        rows.append(row)
     base = next((r["best_val_miou"] for r in rows if r["baseline"] and r["best_val_miou"] is not None), None)
     for r in rows:
         r["mark"] = "*" if r["baseline"] else ""
@@ -58,11 +58,23 @@ def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any
     return rows
 
 
-def _cell(key: str, value: Any) -> str:
-    if value is None:
+def columns(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, str]]:
+    """``(header, row key, format)`` of the table: generic columns around the methods' own."""
+    names = rows[0]["methods"] if rows else ()
+    extra = [c for n in names for c in methods.get(n).columns]
+    knobs = [(c.header, c.key, c.fmt) for c in extra if c.where == "knobs"]
+    scores = [(c.header, c.key, c.fmt) for c in extra if c.where == "scores"]
+    plain = lambda cols: [(h, k, "") for h, k in cols]  # noqa: E731
+    return plain(HEAD_COLUMNS) + knobs + plain(SCORE_COLUMNS) + scores + plain(TAIL_COLUMNS)
+
+
+def _cell(key: str, value: Any, fmt: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if key in ("best_val_miou", "val_pixel_acc"):
+    if fmt == "miou" or key in ("best_val_miou", "val_pixel_acc"):
         return f"{value:.4f}"
+    if fmt == "pct":
+        return f"{100 * value:.2f}"
     if key == "delta":
         return f"{value:+.2f}"
     if key in ("params_m",):
@@ -74,55 +86,29 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def format_table(rows: List[Dict[str, Any]], metric: str = "val_miou") -> str:
-    """A Markdown table (readable in a terminal and rendered by the MLflow UI)."""
-    header = [h for h, _ in COLUMNS]
-    body = [[_cell(k, r.get(k)) for _, k in COLUMNS] for r in rows]
+def markdown_table(header: List[str], body: List[List[str]], footnote: str) -> str:
+    """Cells -> an aligned Markdown table (readable in a terminal, rendered by the MLflow UI)."""
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(b) for b in body]
-    out.append(f"* = baseline. Sorted by best {metric}; Δ vs base in mIoU points (x100). "
-               f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size.")
-    return "\n".join(out)
+    return "\n".join(out + [line(b) for b in body] + [footnote])
 
 
-def _uses_ohem(row: Dict[str, Any]) -> bool:
-    return row.get("loss_name") == "ohem" or row.get("criterion") == "ohem"
-
-
-def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
-    """The ablation shaped like OVeNet's Table 5 (paper) / 5.11 (thesis): one row per variant with
-    its switches (Fr = frozen body from the baseline's weights, Br = branch stage, τ, Ref = cascade
-    steps, OHEM) and the val mIoU of S_f, plus S_i and S_s, in the sweep's order (baseline first)."""
-    header = ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base"]
-    ordered = sorted(rows, key=lambda r: (not r["baseline"], r["label"]))
-    body = []
-    for r in ordered:
-        pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
-        ovenet = not r["baseline"]
-        body.append([
-            r["label"] + (" (baseline)" if r["baseline"] else "") + (" (stopped early)" if r.get("stopped_early") else ""),
-            "✓" if r.get("frozen") else "",
-            f"{r['branch']:g}" if ovenet and r.get("branch") is not None else "",
-            f"{r['tau']:g}" if ovenet and r.get("tau") is not None else "",
-            f"{r['cascade']:g}" if ovenet and r.get("cascade") else "",
-            "✓" if _uses_ohem(r) else "",
-            pct(r["best_val_miou"]), pct(r.get("val_miou_initial")), pct(r.get("val_miou_seed")),
-            "-" if r["delta"] is None else f"{r['delta']:+.2f}",
-        ])
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(b) for b in body]
-    out.append("mIoU = best val mIoU of S_f (x100); S_i / S_s = last-epoch val mIoU of the initial and seed heads; "
-               "Fr = body and first head frozen at the baseline's trained weights.")
-    return "\n".join(out)
+def format_table(rows: List[Dict[str, Any]], metric: str = "val_miou") -> str:
+    """The comparison: one row per trial, the methods' columns included."""
+    cols = columns(rows)
+    body = [[_cell(k, r.get(k), f) for _, k, f in cols] for r in rows]
+    notes = [methods.get(n).notes for n in (rows[0]["methods"] if rows else ()) if methods.get(n).notes]
+    return markdown_table([h for h, _, _ in cols], body,
+                          "\n".join([f"* = baseline. Sorted by best {metric}; Δ vs base in mIoU points (x100). "
+                                     f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size."]
+                                    + notes))
 
 
 def to_csv(rows: List[Dict[str, Any]]) -> str:
     buf = io.StringIO()
-    keys = ["label", "method", "baseline", "kappa", "lam", "tau", "best_val_miou", "delta", "val_pixel_acc",
-            "params_m", "gflops", "wall_s", "epochs", "status", "run_id"]
+    knobs = [k for _, k, f in columns(rows)[len(HEAD_COLUMNS):] if k not in CSV_KEYS and k != "delta"]
+    keys = ["label", "method", "baseline"] + knobs + CSV_KEYS
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

@@ -5,6 +5,10 @@ variants, model lists); this module validates every run before Ray is asked for 
 runs them as Tune trials. Concurrency is derived from the cluster's resources so trials never
 deadlock (each trial's driver takes 0.1 CPU, its workers the rest). Runs that start from the
 baseline's trained weights (``model.body_checkpoint=@baseline``) run in a second phase, after it.
+
+The sweep's method (:func:`seglab.platform.methods.for_sweep`) runs its stages (work needed once
+before any trial, e.g. pre-training a frozen auxiliary network) after validation and before the
+trials, prepares the runs with what they produced, and adds its tables to the comparison.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from seglab.errors import ConfigError, check
-from seglab.platform import tracking
+from seglab.platform import methods, tracking
 from seglab.platform.build import RunSummary, validate_run, verify_datasets
 from seglab.platform.config import RunConfig, flatten, set_dotted
 from seglab.platform.plan import (SweepConfig, plan_trials,  # noqa: F401 (SweepConfig, plan_trials re-exported)
@@ -80,7 +84,8 @@ def validate_sweep(base: Dict[str, Any], sweep: SweepConfig, runs: List[RunConfi
 
 
 def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage: Path, name: str,
-         concurrent: int, base: Optional[Dict[str, Any]] = None) -> List[str]:
+         concurrent: int, base: Optional[Dict[str, Any]] = None, method: methods.Method = methods.GENERIC
+         ) -> List[str]:
     """Run ``runs`` (plus, for Optuna, ``sweep.num_samples`` proposed runs) as one Tuner; return errors."""
     from ray import tune
 
@@ -90,7 +95,9 @@ def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage
     fixed = [{"trial": r.to_dict(), "ctx": ctx} for r in runs]
     epochs = runs[0].trainer.epochs if runs else int(base["trainer"].get("epochs", 1))  # type: ignore[index]
     if sweep.search == "optuna" and base is not None:
-        searcher = make_searcher(sweep, fixed, lambda p: {"trial": run_for_point(base, p).to_dict(), "ctx": ctx})
+        resources = ctx.get("resources") or {}
+        searcher = make_searcher(sweep, fixed, lambda p: {
+            "trial": method.prepare_run(run_for_point(base, p), resources).to_dict(), "ctx": ctx})
         param_space, num_samples = None, len(fixed) + sweep.num_samples
     else:
         searcher, num_samples = None, 1
@@ -122,8 +129,9 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
 
     runs = plan_trials(base, sweep)
     summaries = validate_sweep(base, sweep, runs)  # fails with one line before Ray is asked for anything
+    method = methods.for_sweep(base, runs)
     total = len(runs) + (sweep.num_samples if sweep.search == "optuna" else 0)
-    print(f"sweep '{sweep.name}': {total} trials", flush=True)
+    print(f"sweep '{sweep.name}' ({method.name}): {total} trials", flush=True)
     for r, s in zip(runs, summaries):
         print(f"  - {r.label}{'  [baseline]' if r.baseline else ''}: {s.params / 1e6:.2f}M params, "
               f"{s.gflops:.1f} GFLOPs @ {s.flops_input_size[0]}x{s.flops_input_size[1]}", flush=True)
@@ -144,19 +152,27 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     t = sized[0].trainer
     wait_for_free_cpus(TRIAL_DRIVER_CPU + t.num_workers * t.cpus_per_worker)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    storage = Path(storage_root or (tracking.home() / "runs")).resolve() / f"{sweep.name}-{stamp}"
+    root = Path(storage_root or (tracking.home() / "runs")).resolve()
+    storage = root / f"{sweep.name}-{stamp}"
     storage.mkdir(parents=True, exist_ok=True)
     parent_id = tracking.start_parent_run(
         experiment_id, f"{sweep.name}-{stamp}",
         {**flatten(base), **{f"sweep.{k}": v for k, v in flatten(sweep.__dict__).items()}, "sweep.trials": total},
-        uri,
+        uri, tags={"seglab.method": method.name},
     )
     print(f"MLflow parent run {parent_id} in experiment '{sweep.experiment}' ({uri}); "
           f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers", flush=True)
+    resources: Dict[str, Any] = {}
+    stage_ctx = methods.StageContext(uri, experiment_id, parent_id, str(root / "cache"), use_gpu)
+    for stage in method.stages():
+        resources.update(stage.run(runs + ([run_for_point(base, representative_point(sweep))]
+                                           if sweep.search == "optuna" else []), stage_ctx))
+    runs = [method.prepare_run(r, resources) for r in runs]
     ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
-           "storage_path": str(storage / "train"), "use_gpu": use_gpu}
+           "storage_path": str(storage / "train"), "use_gpu": use_gpu, "method": method.name, "resources": resources}
     first, later = split_phases(runs)
-    errors = _fit(first, ctx, sweep, storage, "tune", concurrent, base if sweep.search == "optuna" else None)
+    errors = _fit(first, ctx, sweep, storage, "tune", concurrent, base if sweep.search == "optuna" else None,
+                  method)
     if later:
         baseline = next(r for r in runs if r.baseline)
         best = Path(ctx["storage_path"]) / baseline.key() / "best.pt"
@@ -172,9 +188,7 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
             errors += _fit(resolved, ctx, sweep, storage, "tune-from-baseline", min(concurrent, len(resolved)))
     tracking.mark_unfinished_children(parent_id, uri)
     rows = report.collect(parent_id, uri)
-    table = report.format_table(rows, metric=sweep.metric)
-    if sweep.variants is not None:
-        table = report.format_ablation_table(rows) + "\n\n" + table
+    table = "\n\n".join(method.tables(rows, sweep) + [report.format_table(rows, metric=sweep.metric)])
     report.log_to_parent(parent_id, rows, table, uri)
     tracking.set_terminated(parent_id, "FAILED" if errors else "FINISHED", uri)
     return SweepResult(parent_id, experiment_id, rows, table, str(storage), errors)

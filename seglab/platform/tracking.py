@@ -60,9 +60,10 @@ def log_params(run_id: str, params: Dict[str, Any], uri: Optional[str] = None) -
         c.log_batch(run_id, params=items[i : i + 100])
 
 
-def start_parent_run(experiment_id: str, name: str, params: Dict[str, Any], uri: Optional[str] = None) -> str:
+def start_parent_run(experiment_id: str, name: str, params: Dict[str, Any], uri: Optional[str] = None,
+                     tags: Optional[Dict[str, str]] = None) -> str:
     c = client(uri)
-    run = c.create_run(experiment_id, run_name=name, tags={"seglab.kind": "sweep"})
+    run = c.create_run(experiment_id, run_name=name, tags={"seglab.kind": "sweep", **(tags or {})})
     log_params(run.info.run_id, params, uri)
     return run.info.run_id
 

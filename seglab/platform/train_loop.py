@@ -1,8 +1,10 @@
 """The per-worker training loop run by Ray Train's ``TorchTrainer`` (DDP: gloo on CPU, nccl on GPU).
 
-One call trains one run: SGD + poly LR, validation every epoch with a confusion matrix summed
-across workers, ``ray.train.report`` of metrics (all ranks) and of a checkpoint (rank 0), resume
-from the latest checkpoint, and MLflow logging from rank 0 into the trial's child run.
+One call trains one run: SGD (or Adam/AdamW) + poly LR, validation every epoch by a list of evaluators summed
+across workers (the confusion matrix, plus what the run's method and its sweep's method add, see
+:mod:`seglab.platform.methods`), ``ray.train.report`` of metrics (all ranks) and of a checkpoint
+(rank 0), resume from the latest checkpoint, and MLflow logging from rank 0 into the trial's child
+run, with the method's pictures of fixed validation images.
 """
 from __future__ import annotations
 
@@ -18,29 +20,17 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-from seglab.metrics import ConfusionMatrix
 from seglab.platform import checkpoint as ckpt
-from seglab.platform.build import build_datasets, build_loss, build_model, describe
+from seglab.platform import methods
+from seglab.platform.build import build_datasets, build_loss, build_model
 from seglab.platform.config import RunConfig
+from seglab.platform.evaluation import EvalContext, Evaluator, SegmentationEvaluator, all_reduce_sum, evaluate
 from seglab.platform.quiet import quiet, quiet_train_worker
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
     """Poly schedule: ``base_lr * (1 - step / total_steps) ** power``."""
     return base_lr * (1.0 - min(step, total_steps) / max(total_steps, 1)) ** power
-
-
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over the DDP workers in place (NCCL only reduces CUDA tensors: moved there and back)."""
-    if dist.is_available() and dist.is_initialized():
-        if dist.get_backend() == "nccl" and not t.is_cuda:
-            moved = t.cuda()
-            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
-            t.copy_(moved.cpu())
-        else:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
 
 
 def resolve_loader_workers(setting: Any, dataset: Dataset, on_gpu: bool, cpus_per_worker: float) -> int:
@@ -53,6 +43,17 @@ def resolve_loader_workers(setting: Any, dataset: Dataset, on_gpu: bool, cpus_pe
     return int(min(8, max(2, math.floor(cpus_per_worker) - 1)))
 
 
+def build_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
+    """``trainer.optimizer`` over the trainable parameters (frozen ones, ``requires_grad=False``,
+    are left out): SGD with ``momentum``, or Adam / AdamW with ``weight_decay`` (L2 / decoupled)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
 def stop_marker(storage_path: str, run_key: str) -> Path:
     """The file whose presence asks run ``run_key`` to stop before its next epoch (ASHA)."""
     return Path(storage_path) / run_key / "STOP_EARLY"
@@ -61,7 +62,7 @@ def stop_marker(storage_path: str, run_key: str) -> Path:
 def _stop_requested(marker: Path) -> bool:
     """Rank 0 looks for the marker; every rank gets the same answer (they must stop together)."""
     flag = torch.tensor([1.0 if marker.exists() and _is_rank0() else 0.0], dtype=torch.float64)
-    return bool(_all_reduce_sum(flag).item() > 0)
+    return bool(all_reduce_sum(flag).item() > 0)
 
 
 def _is_rank0() -> bool:
@@ -130,71 +131,24 @@ def _group_names(dataset: Dataset) -> Optional[List[str]]:
     return groups if len(set(groups)) > 1 else None
 
 
-def _evaluate(model, loader, num_classes, ignore_index, device, groups: Optional[List[str]] = None
-              ) -> Tuple[Dict[str, Any], Dict[str, float]]:
-    """Streaming confusion matrices of the final (and, for OVeNet, initial/seed) logits, one per
-    sample group too; OVeNet's offset diagnostics summed over all validation pixels."""
-    from seglab.platform.viz import offset_diagnostics
-
-    matrices: Dict[str, ConfusionMatrix] = {}
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # offset px, confidence, changed, pixels
-    model.eval()
-    with torch.no_grad():
-        for images, labels, indices in loader:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            out = model(images)
-            final = getattr(out, "final_logits", None)
-            heads = {"": out.logits, "_initial": out.initial_logits, "_seed": out.seed_logits,
-                     "_final": final if final is not None and final is not out.logits else None}
-            for suffix, logits in heads.items():
-                if logits is None:
-                    continue
-                cm = matrices.setdefault(suffix, ConfusionMatrix(num_classes, ignore_index, device=device))
-                cm.update(logits, labels)
-            if groups is not None:
-                for g in sorted({groups[int(i)] for i in indices}):
-                    rows = torch.tensor([groups[int(i)] == g for i in indices], device=device)
-                    cm = matrices.setdefault(f"@{g}", ConfusionMatrix(num_classes, ignore_index, device=device))
-                    cm.update(out.logits[rows], labels[rows])
-            if out.offsets is not None and out.confidence is not None and out.initial_logits is not None:
-                d = offset_diagnostics(out.offsets, out.confidence, out.initial_logits,
-                                       final if final is not None else out.logits, tuple(images.shape[-2:]))
-                n = float(out.offsets.shape[0] * out.offsets.shape[-2] * out.offsets.shape[-1])
-                sums += torch.tensor([d["mean_offset_px"] * n, d["mean_confidence"] * n, d["frac_changed"] * n, n],
-                                     dtype=torch.float64, device=device)
-    scores = {}
-    for suffix in sorted(matrices):
-        matrices[suffix].all_reduce()
-        scores[suffix] = matrices[suffix].compute()
-    _all_reduce_sum(sums)
-    diagnostics: Dict[str, float] = {}
-    if sums[3] > 0:
-        diagnostics = {"val_offset_px": (sums[0] / sums[3]).item(), "val_confidence": (sums[1] / sums[3]).item(),
-                       "val_frac_changed": (sums[2] / sums[3]).item()}
-    return scores, diagnostics
-
-
-def _log_pictures(model, dataset, indices, epoch, tracker, palette, ignore_index, device) -> None:
-    """Rank 0: OVeNet panels (input, GT, S_i, S_s, S_f, offsets, confidence, fix/break) of the fixed
-    validation images -> MLflow artifacts ``viz/epoch_<NNN>/val_<index>.png``."""
-    from seglab.platform.viz import ovenet_panel, save_png
+def _log_pictures(model, dataset, indices, epoch, tracker, method_set: methods.MethodSet, ctx: EvalContext,
+                  evaluators: List[Evaluator]) -> None:
+    """Rank 0: the method's picture of each fixed validation image (``viz/epoch_<NNN>/val_<index>.png``)
+    and the evaluators' pictures (``viz/epoch_<NNN>/<name>.png``) -> MLflow artifacts."""
+    from seglab.platform.viz import save_png
 
     model.eval()
     with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
         for index in indices:
             image, label = dataset[index]
-            out = model(image.unsqueeze(0).to(device))
-            if out.offsets is None:
-                return  # not an offset model: nothing to draw
-            final = getattr(out, "final_logits", None)
-            panel = ovenet_panel(image, label, out.initial_logits[0].cpu(), out.seed_logits[0].cpu(),
-                                 (final if final is not None else out.logits)[0].cpu(), out.offsets[0].cpu(),
-                                 out.confidence[0].cpu(), palette, ignore_index=ignore_index,
-                                 mean=getattr(dataset, "mean", None) or IMAGENET_MEAN,
-                                 std=getattr(dataset, "std", None) or IMAGENET_STD,
-                                 class_names=list(getattr(dataset, "class_names", []) or []) or None)
-            save_png(os.path.join(folder, f"val_{index:05d}.png"), panel)
-        tracker.log_artifacts(folder, f"viz/epoch_{epoch:03d}")
+            picture = method_set.draw(model, image, label, ctx)
+            if picture is not None:
+                save_png(os.path.join(folder, f"val_{index:05d}.png"), picture)
+        for ev in evaluators:
+            for name, picture in ev.pictures().items():
+                save_png(os.path.join(folder, f"{name}.png"), picture)
+        if os.listdir(folder):
+            tracker.log_artifacts(folder, f"viz/epoch_{epoch:03d}")
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
@@ -212,7 +166,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     torch.set_num_threads(int(config.get("threads", 1)))
     torch.manual_seed(t.seed + rank)
     trial_dir = Path(config["trial_dir"])
-    label = describe(run)
+    label = methods.describe(run)
+    method_set = methods.for_trial(run, config.get("method"))
 
     train_ds, val_ds = build_datasets(run.dataset)
     num_classes, ignore_index = int(train_ds.num_classes), int(getattr(train_ds, "ignore_index", 255))
@@ -227,12 +182,13 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     # Validation shards without padding (DistributedSampler would repeat samples and bias the metric).
     val_loader = DataLoader(_WithIndex(val_ds, range(rank, len(val_ds), world)), batch_size=t.batch_size,
                             num_workers=loader_workers, pin_memory=pin)
-    groups = _group_names(val_ds)
-
     model = build_model(run.model, num_classes, load_weights=True)
-    criterion = build_loss(run.loss, ignore_index)
-    # Frozen parts (OVeNet's model.freeze_body) have requires_grad=False and are left out.
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    criterion = build_loss(run.loss, ignore_index, num_classes).to(device)
+    optimizer = build_optimizer(model, t)
+    eval_ctx = EvalContext(num_classes, ignore_index, class_names, list(train_ds.palette), device, run=run,
+                           criterion=criterion, groups=_group_names(val_ds),
+                           miou_classes=getattr(val_ds, "miou_classes", None), resources=config.get("resources") or {},
+                           mean=getattr(val_ds, "mean", None) or IMAGENET_MEAN, std=getattr(val_ds, "std", None) or IMAGENET_STD)
 
     start_epoch, best_miou, elapsed_before = 1, -1.0, 0.0
     restored = ray.train.get_checkpoint()
@@ -266,9 +222,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                 print(f"[{label}] stopped early after epoch {epoch - 1}: {marker.read_text().strip()}", flush=True)
             break
         if t.fail_once_at_epoch == epoch and rank == 0:
-            marker = trial_dir / f".injected_failure_epoch{epoch}"
-            if not marker.exists():
-                marker.touch()
+            injected = trial_dir / f".injected_failure_epoch{epoch}"
+            if not injected.exists():
+                injected.touch()
                 raise RuntimeError(f"injected failure at the start of epoch {epoch} (trainer.fail_once_at_epoch)")
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -282,7 +238,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            result = criterion(model(images), labels)
+            # the labels also go to the model: a model may train a label-conditioned part on them
+            result = criterion(model(images, labels), labels)
             optimizer.zero_grad(set_to_none=True)
             result.total.backward()
             optimizer.step()
@@ -291,35 +248,20 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             for name, value in result.terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * n
         names = sorted(sums)
-        totals = _all_reduce_sum(torch.tensor([sums[k] for k in names] + [float(seen)], dtype=torch.float64))
+        totals = all_reduce_sum(torch.tensor([sums[k] for k in names] + [float(seen)], dtype=torch.float64))
         train_time = time.perf_counter() - t0
         global_seen = totals[-1].item()
         train_terms = {f"train_{k}": (totals[j] / global_seen).item() for j, k in enumerate(names)}
 
-        scores, diagnostics = _evaluate(model, val_loader, num_classes, ignore_index, device, groups)
-        main = scores[""]
+        evaluators = [SegmentationEvaluator(eval_ctx), *method_set.evaluators(eval_ctx)]
+        val_metrics = evaluate(model, val_loader, evaluators, device)
         epoch_time = time.perf_counter() - t0
         epoch_times.append(epoch_time)
-        metrics: Dict[str, float] = {
-            "epoch": epoch, "lr": lr, **train_terms,
-            "val_miou": main["miou"], "val_pixel_acc": main["pixel_acc"], "val_mean_acc": main["mean_acc"],
-            "images_per_s": global_seen / train_time, "epoch_time_s": epoch_time,
-        }
-        for suffix in ("_initial", "_seed", "_final"):
-            if suffix in scores:
-                metrics[f"val_miou{suffix}"] = scores[suffix]["miou"]
-        if "_initial" in scores:  # OVeNet: what the fusion S_f adds over the first head S_i
-            fused = scores.get("_final", main)  # "_final" exists when logits is not S_f (inference_output)
-            metrics["val_miou_gain_over_initial"] = fused["miou"] - scores["_initial"]["miou"]
-        metrics.update(diagnostics)
-        for suffix, group_scores in scores.items():
-            if suffix.startswith("@"):
-                metrics[f"val_miou_{suffix[1:].replace(' ', '_')}"] = group_scores["miou"]
-        for name, iou in zip(class_names, main["per_class_iou"]):
-            if not math.isnan(iou):
-                metrics[f"val_iou_{name.replace(' ', '_')}"] = iou
-        improved = main["miou"] > best_miou
-        best_miou = max(best_miou, main["miou"])
+        metrics: Dict[str, float] = {"epoch": epoch, "lr": lr, **train_terms, **val_metrics,
+                                     "images_per_s": global_seen / train_time, "epoch_time_s": epoch_time}
+        miou = val_metrics["val_miou"]
+        improved = miou > best_miou
+        best_miou = max(best_miou, miou)
         metrics["best_val_miou"] = best_miou
         elapsed = elapsed_before + sum(epoch_times)
         metrics["elapsed_s"] = elapsed
@@ -329,7 +271,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             if rank == 0:
                 state = {
                     "model": ckpt.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch, "best_miou": best_miou, "val_miou": main["miou"], "elapsed_s": elapsed,
+                    "epoch": epoch, "best_miou": best_miou, "val_miou": miou, "elapsed_s": elapsed,
                     "num_classes": num_classes, "class_names": class_names, "run": run.to_dict(),
                     "mlflow_run_id": config.get("mlflow_run_id"),
                 }
@@ -338,11 +280,11 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                     ckpt.save_atomic(state, str(best_path))
                 tracker.log_metrics(metrics, step=epoch)
                 if viz_indices and (epoch % t.viz_every == 0 or epoch == t.epochs):
-                    _log_pictures(ckpt.unwrap(model), val_ds, viz_indices, epoch, tracker, list(train_ds.palette),
-                                  ignore_index, device)
+                    _log_pictures(ckpt.unwrap(model), val_ds, viz_indices, epoch, tracker, method_set, eval_ctx,
+                                  evaluators)
                 eta = (t.epochs - epoch) * (sum(epoch_times) / len(epoch_times))
                 loss_text = f"{train_terms.get('train_loss', float('nan')):.3f}"
-                print(f"[{label}] epoch {epoch}/{t.epochs} loss {loss_text} val mIoU {main['miou']:.3f} "
+                print(f"[{label}] epoch {epoch}/{t.epochs} loss {loss_text} val mIoU {miou:.3f} "
                       f"(best {best_miou:.3f}) {metrics['images_per_s']:.1f} img/s ETA {_fmt_eta(eta)}", flush=True)
                 reported = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=reported)

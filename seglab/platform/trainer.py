@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from seglab.platform import tracking
-from seglab.platform.build import describe, method_of, validate_run
+from seglab.platform import methods, tracking
+from seglab.platform.build import validate_run
 from seglab.platform.config import RunConfig, flatten
 from seglab.platform.quiet import env_defaults, quiet
 from seglab.platform.train_loop import train_loop_per_worker
@@ -36,8 +36,9 @@ def worker_env(tracking_uri: str) -> Dict[str, str]:
 def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     """Tune trial function: ``config = {"trial": <run dict>, "ctx": <sweep context>}``.
 
-    ``ctx`` holds ``tracking_uri``, ``experiment_id``, ``parent_run_id``, ``storage_path`` and
-    ``use_gpu`` (resolved by the sweep driver from the cluster's resources).
+    ``ctx`` holds ``tracking_uri``, ``experiment_id``, ``parent_run_id``, ``storage_path``,
+    ``use_gpu`` (resolved by the sweep driver from the cluster's resources) and, for sweeps,
+    ``method`` (the sweep's method name) and ``resources`` (what its stages produced).
     """
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
@@ -48,14 +49,16 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     ctx = config["ctx"]
     t = run.trainer
     key = run.key()
-    label = run.label or describe(run)
+    label = run.label or methods.describe(run)
     summary = validate_run(run)
     params = flatten(run.to_dict())
     params.update({"model.params": summary.params, "model.gflops": round(summary.gflops, 3),
                    "model.flops_input": "x".join(map(str, summary.flops_input_size))})
+    if summary.inference_params is not None and summary.inference_params != summary.params:
+        params["model.params_inference"] = summary.inference_params  # training-only parts excluded
     run_id = tracking.find_or_create_child(
         ctx["experiment_id"], ctx["parent_run_id"], key, label, params,
-        tags={"seglab.method": method_of(run.model.name), "seglab.model": run.model.name,
+        tags={"seglab.method": methods.tag(run), "seglab.model": run.model.name,
               "seglab.baseline": str(run.baseline).lower(), "seglab.label": label},
         uri=ctx["tracking_uri"],
     )
@@ -72,6 +75,7 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
         train_loop_config={
             "run": run.to_dict(), "trial_dir": str(trial_dir), "tracking_uri": ctx["tracking_uri"],
             "mlflow_run_id": run_id, "threads": max(1, int(math.floor(t.cpus_per_worker))),
+            "method": ctx.get("method"), "resources": ctx.get("resources") or {},
         },
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=ray.train.RunConfig(
@@ -102,7 +106,10 @@ def _static_metrics(summary):
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [Metric("params_m", summary.params / 1e6, now, 0), Metric("gflops", summary.gflops, now, 0)]
+    out = [Metric("params_m", summary.params / 1e6, now, 0), Metric("gflops", summary.gflops, now, 0)]
+    if summary.inference_params is not None and summary.inference_params != summary.params:
+        out.append(Metric("params_inference_m", summary.inference_params / 1e6, now, 0))
+    return out
 
 
 def _tune_callbacks() -> Optional[list]:

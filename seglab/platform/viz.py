@@ -51,7 +51,7 @@ __all__ = [
     "FIXED_COLOR", "BROKEN_COLOR", "BOTH_WRONG_COLOR", "BOTH_RIGHT_COLOR", "IGNORED_COLOR",
     "TITLE_HEIGHT", "LEGEND_HEIGHT", "MISSING_COLOR", "denormalize", "fix_break_map",
     "flow_to_color", "flow_wheel", "confidence_to_color", "ovenet_panel", "panel_tile",
-    "save_png", "offset_diagnostics", "select_samples",
+    "save_png", "offset_diagnostics", "select_samples", "compose_panel", "prediction_panel",
 ]
 
 FIXED_COLOR = (0, 255, 0)
@@ -210,28 +210,56 @@ def ovenet_panel(image: Any, target: Any, initial_logits: Any, seed_logits: Any,
         tiles.append((fix_break_map(preds[0], preds[2], tgt, ignore_index),
                       f"fixed {100 * fixed:.1f}% broke {100 * broke:.1f}%"))
 
+    present = set(np.unique(tgt).tolist()) | {c for p in preds if p is not None for c in np.unique(p).tolist()}
+    return compose_panel(tiles, (H, W), 4, palette, class_names, present, ignore_index)
+
+
+def compose_panel(tiles: Sequence[tuple], image_size: Sequence[int], cols: int,
+                  palette: Sequence[Sequence[int]] = (), class_names: Optional[Sequence[str]] = None,
+                  present: Optional[set] = None, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Tiles ``(picture (H, W, 3) uint8 or None, title)`` -> a grid of ``cols`` columns, each tile
+    under a ``TITLE_HEIGHT`` title strip (None: a grey tile titled ``<title>: n/a``), plus, with
+    ``class_names``, a legend strip of the classes in ``present``."""
+    H, W = image_size
+    rows = (len(tiles) + cols - 1) // cols
     legend = LEGEND_HEIGHT if class_names else 0
-    canvas = np.empty((2 * (TITLE_HEIGHT + H) + legend, 4 * W, 3), dtype=np.uint8)
+    canvas = np.empty((rows * (TITLE_HEIGHT + H) + legend, cols * W, 3), dtype=np.uint8)
     canvas[:] = _STRIP_BG
     for k, (pic, title) in enumerate(tiles):
-        rows, cols = panel_tile(k // 4, k % 4, (H, W))
-        canvas[rows, cols] = MISSING_COLOR if pic is None else pic
-        _text(canvas, title if pic is not None else f"{title}: n/a", cols.start,
-              rows.start - TITLE_HEIGHT, W, TITLE_HEIGHT)
+        r, c = panel_tile(k // cols, k % cols, (H, W))
+        canvas[r, c] = MISSING_COLOR if pic is None else pic
+        _text(canvas, title if pic is not None else f"{title}: n/a", c.start, r.start - TITLE_HEIGHT, W, TITLE_HEIGHT)
     if class_names:
-        present = set(np.unique(tgt).tolist()) | {c for p in preds if p is not None
-                                                  for c in np.unique(p).tolist()}
-        x, y0 = 2, 2 * (TITLE_HEIGHT + H)
-        for c in sorted(v for v in present if v != ignore_index and 0 <= v < len(palette)):
-            name = class_names[c] if c < len(class_names) else str(c)
+        x, y0 = 2, rows * (TITLE_HEIGHT + H)
+        for cls in sorted(v for v in (present or set()) if v != ignore_index and 0 <= v < len(palette)):
+            name = class_names[cls] if cls < len(class_names) else str(cls)
             text_w = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)[0][0]
-            if x + 12 + 3 + text_w > 4 * W:
+            if x + 12 + 3 + text_w > cols * W:
                 break
-            canvas[y0 + 3:y0 + 15, x:x + 12] = palette[c]
-            cv2.putText(canvas, name, (x + 15, y0 + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.35, _TEXT, 1,
-                        cv2.LINE_AA)
+            canvas[y0 + 3:y0 + 15, x:x + 12] = palette[cls]
+            cv2.putText(canvas, name, (x + 15, y0 + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.35, _TEXT, 1, cv2.LINE_AA)
             x += 12 + 3 + text_w + 10
     return canvas
+
+
+def prediction_panel(image: Any, target: Any, logits: Any, palette: Sequence[Sequence[int]],
+                     ignore_index: int = IGNORE_INDEX, mean: Sequence[float] = IMAGENET_MEAN,
+                     std: Sequence[float] = IMAGENET_STD, class_names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """The 1 x 4 picture any segmentation model gets: input | ground truth | prediction (argmax of
+    ``logits (C, h, w)``, nearest-resized to the image) | errors (wrong pixels red, right black,
+    ignore white)."""
+    img = _squeeze_batch(image, 3, "image")
+    H, W = img.shape[1:]
+    tgt = _squeeze_batch(target, 2, "target")
+    pred = _nearest(_squeeze_batch(logits, 3, "logits").argmax(0), (H, W))
+    errors = np.zeros((H, W, 3), dtype=np.uint8)
+    errors[pred != tgt] = BROKEN_COLOR
+    errors[tgt == ignore_index] = IGNORED_COLOR
+    tiles = [(denormalize(img, mean, std), "input"), (colorize(tgt, palette, ignore_index), "ground truth"),
+             (colorize(pred, palette, ignore_index), f"prediction acc {_accuracy(pred, tgt, ignore_index)}"),
+             (errors, "errors (red)")]
+    present = set(np.unique(tgt).tolist()) | set(np.unique(pred).tolist())
+    return compose_panel(tiles, (H, W), 4, palette, class_names, present, ignore_index)
 
 
 def save_png(path: Any, rgb: Any) -> Path:

@@ -1,4 +1,4 @@
-"""User errors from the entry script: one line naming the key, exit status 2, no traceback."""
+"""User errors from the entry scripts: one line naming the key, exit status 2, no traceback."""
 import os
 import subprocess
 import sys
@@ -20,10 +20,16 @@ from .conftest import REPO
     ("loss.criterion=focal", "loss.criterion"),
     ("sweep=ovenet_kappa_lambda_tau sweep.scheduler=hyperband", "sweep.scheduler must be null or one of asha"),
     ("dataset=cityscapes dataset.root=/nonexistent/cityscapes", "/nonexistent/cityscapes"),
+    ("semeda_sweep.py loss.lambda2=-1", "loss.lambda2 must be"),
+    ("semeda_sweep.py trainer.trimap_widths=[0,3]", "trainer.trimap_widths must be a list of distinct positive"),
+    ("phgmm_sweep.py model.num_components=0", "model.num_components"),
+    ("phgmm_sweep.py model=hrnet_w18_small_v1", "loss=phgmm needs a model with latents"),
 ])
 def test_bad_input_is_one_line_before_ray(override, fragment, tmp_path):
     env = {**os.environ, "SEGLAB_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
-    proc = subprocess.run([sys.executable, "experiments/ovenet_sweep.py", *override.split(), "trainer=tiny"],
+    args = override.split()
+    script = args.pop(0) if args[0].endswith(".py") else "ovenet_sweep.py"
+    proc = subprocess.run([sys.executable, f"experiments/{script}", *args, "trainer=tiny"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()

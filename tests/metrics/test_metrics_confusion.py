@@ -152,3 +152,21 @@ def test_custom_ignore_index_and_no_op_all_reduce():
     assert cm.matrix.tolist() == [[1, 0], [0, 1]]
     cm.all_reduce()  # not initialised: no-op
     assert cm.matrix.tolist() == [[1, 0], [0, 1]]
+
+
+def test_compute_over_a_class_subset():
+    cm = _hand_cm()
+    full = cm.compute()
+    assert repr(cm.compute(classes=None)) == repr(full)  # repr: NaN == NaN
+    sub = cm.compute(classes=[1, 2])
+    # IoU 1/2 and 1/3, label accuracy 2/3 and 1/2 (see test_hand_computed_matrix_and_scores)
+    assert sub["miou"] == pytest.approx((0.5 + 1 / 3) / 2, rel=1e-12)
+    assert sub["mean_acc"] == pytest.approx((2 / 3 + 1 / 2) / 2, rel=1e-12)
+    assert sub["pixel_acc"] == full["pixel_acc"]
+    assert sub["per_class_iou"][:3] == full["per_class_iou"][:3]
+    assert cm.compute(classes=(0, 1, 2, 3))["miou"] == full["miou"]  # NaN class 3 left out either way
+    assert math.isnan(cm.compute(classes=[3])["miou"])
+    for bad, match in (([0, 4], r"classes \[4\]"), ([-1], r"\[-1\]"), ([], "non-empty"), ([1, 1], "repeats"),
+                       ([0.5], "int class ids"), ([True], "int class ids")):
+        with pytest.raises(ValueError, match=match):
+            cm.compute(classes=bad)

@@ -12,8 +12,12 @@ EXPECTED_MODELS = [
 EXPECTED_MODELS += [f"{method}hrnet_{w}_ocr" for method in ("", "ovenet_")
                     for w in ("w18_small_v1", "w18_small_v2", "w18", "w32", "w48")]
 EXPECTED_MODELS += ["deeplabv3plus_r50", "deeplabv3plus_r101", "deeplabv2_r101", "fcn_r50", "unet"]
+EXPECTED_MODELS += ["phgmm_r18", "phgmm_r50", "phgmm_r101"]
 # Stride of the logits where it is not 4 (64x64 input -> 64 / stride per side).
-LOGIT_STRIDE = {"deeplabv2_r101": 8, "unet": 1}
+LOGIT_STRIDE = {"deeplabv2_r101": 8, "unet": 1, "phgmm_r18": 1, "phgmm_r50": 1, "phgmm_r101": 1}
+# Image-level latent tensors (SegOutput.latents) of an eval-style forward without targets.
+LATENT_KEYS = {"phgmm_r18": {"pi", "mu", "logvar", "g_mu", "g_logvar"}}
+LATENT_KEYS["phgmm_r50"] = LATENT_KEYS["phgmm_r101"] = LATENT_KEYS["phgmm_r18"]
 
 
 
@@ -35,6 +39,8 @@ def test_forward_backward_tiny_input(name):
     assert out.output_stride == stride
     assert out.logits.shape == (2, num_classes, 64 // stride, 64 // stride)
     maps = {"logits": out.logits, **out.extras()}
+    latents = maps.pop("latents", {})
+    assert set(latents) == LATENT_KEYS.get(name, set())
     if name.startswith("ovenet_"):
         class_maps = {"final_logits", "initial_logits", "seed_logits"}
         if name.endswith("_ocr"):
@@ -51,9 +57,13 @@ def test_forward_backward_tiny_input(name):
         assert out.aux_logits.shape == (2, num_classes, 16, 16)
     else:
         assert set(maps) == {"logits"}
-    loss = sum(m.float().square().mean() for m in maps.values())
+    loss = sum(m.float().square().mean() for m in [*maps.values(), *latents.values()])
     loss.backward()
+    # modules that run in training with labels only (PHGMM's PostNet) get no gradient here
+    training_only = {id(p) for m in getattr(model, "training_only_modules", list)() for p in m.parameters()}
     for param_name, param in model.named_parameters():
+        if id(param) in training_only:
+            continue
         assert param.grad is not None, param_name
         assert torch.isfinite(param.grad).all(), param_name
     classifier = model.classifier if name == "unet" else model.head.classifier  # DeepLabV2: 4 summed convs

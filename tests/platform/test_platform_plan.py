@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from seglab.errors import ConfigError
 from seglab.platform.plan import (FROM_BASELINE, SweepConfig, plan_trials, representative_point, run_for_point,
                                   split_phases)
-from seglab.platform.report import format_ablation_table
+from seglab.platform.methods.ovenet import format_ablation_table
 
 CONF = str(Path(__file__).resolve().parents[2] / "experiments" / "conf")
 

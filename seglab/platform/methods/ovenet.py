@@ -1,0 +1,155 @@
+"""OVeNet (paper 001) on the method extension point.
+
+* runs: models ``ovenet_*`` and the ``ovenet`` loss; sweep dimensions ``kappa`` (loss.kappa),
+  ``lam`` (loss.lam) and ``tau`` (model.tau);
+* every validation also scores the initial head S_i (``val_miou_initial``), the seed prediction
+  S_s (``val_miou_seed``), S_f when it is not the deployed map (``val_miou_final``), what the
+  fusion adds (``val_miou_gain_over_initial`` = mIoU(S_f) − mIoU(S_i)) and the offset
+  diagnostics ``val_offset_px``, ``val_confidence``, ``val_frac_changed``;
+* picture: :func:`seglab.platform.viz.ovenet_panel`;
+* comparison: κ, λ, τ columns, and for an ablation sweep a table shaped like paper Table 5.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seglab.platform.config import RunConfig
+from seglab.platform.evaluation import (EvalBatch, EvalContext, Evaluator, MeanEvaluator, PredictionEvaluator,
+                                        all_reduce_sum)
+from seglab.platform.methods import register_method
+from seglab.platform.methods.base import Column, Method, SearchKey, _number, fmt
+
+
+class OVeNetHeads(PredictionEvaluator):
+    """S_i, S_s and S_f scored separately; S_f is logged as ``val_miou_final`` only when the model
+    deploys another map (``model.inference_output``), since otherwise it is ``val_miou``."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        super().__init__(ctx, {"initial_logits": "val_miou_initial", "seed_logits": "val_miou_seed",
+                               "final_logits": "val_miou_final"})
+        self.final_is_main = torch.zeros(1, dtype=torch.float64, device=ctx.device)
+
+    def process(self, batch: EvalBatch) -> None:
+        super().process(batch)
+        if batch.output.final_logits is not None and batch.output.final_logits is batch.output.logits:
+            self.final_is_main += 1
+
+    def all_reduce(self) -> None:
+        super().all_reduce()
+        all_reduce_sum(self.final_is_main)
+
+    def metrics(self) -> Dict[str, float]:
+        scores = self.scores()
+        out = {self.maps[a]: v for a, v in scores.items()
+               if not (a == "final_logits" and self.final_is_main.item() > 0)}
+        if "initial_logits" in scores and "final_logits" in scores:
+            out["val_miou_gain_over_initial"] = scores["final_logits"] - scores["initial_logits"]
+        return out
+
+
+def _offset_means(batch: EvalBatch):
+    """Offset length (input px), confidence and fraction of pixels S_f changed, weighted by pixels."""
+    from seglab.platform.viz import offset_diagnostics
+
+    out = batch.output
+    if out.offsets is None or out.confidence is None or out.initial_logits is None:
+        return None
+    final = out.final_logits if out.final_logits is not None else out.logits
+    d = offset_diagnostics(out.offsets, out.confidence, out.initial_logits, final, tuple(batch.images.shape[-2:]))
+    n = float(out.offsets.shape[0] * out.offsets.shape[-2] * out.offsets.shape[-1])
+    return {"val_offset_px": d["mean_offset_px"], "val_confidence": d["mean_confidence"],
+            "val_frac_changed": d["frac_changed"]}, n
+
+
+class OVeNet(Method):
+    name = "ovenet"
+    model_prefixes = ("ovenet_",)
+    loss_names = ("ovenet",)
+    search_keys = {"kappa": SearchKey("loss.kappa", 0.0, True), "lam": SearchKey("loss.lam", 0.0, True),
+                   "tau": SearchKey("model.tau", 0.0, False)}
+    columns = (Column("κ", "kappa", param="loss.kappa"), Column("λ", "lam", param="loss.lam"),
+               Column("τ", "tau", param="model.tau"))
+
+    def tag(self, run: RunConfig) -> str:
+        return self.name if self.owns(run) else super().tag(run)
+
+    def describe(self, run: RunConfig) -> str:
+        """``ovenet_hrnet_w18_small_v1 κ=0.5 λ=0.5 τ=0.5``."""
+        parts = [run.model.name]
+        for key, sym in (("kappa", "κ"), ("lam", "λ")):
+            if key in run.loss.kwargs:
+                parts.append(f"{sym}={fmt(run.loss.kwargs[key])}")
+        if "tau" in run.model.kwargs:
+            parts.append(f"τ={fmt(run.model.kwargs['tau'])}")
+        return " ".join(parts)
+
+    def evaluators(self, ctx: EvalContext) -> List[Evaluator]:
+        if ctx.run is not None and not self.owns(ctx.run):
+            return []
+        return [OVeNetHeads(ctx), MeanEvaluator(ctx, ["val_offset_px", "val_confidence", "val_frac_changed"],
+                                                _offset_means)]
+
+    def draw(self, model: nn.Module, image: Tensor, label: Tensor, ctx: EvalContext) -> Optional[np.ndarray]:
+        """Input, GT, S_i, S_s, S_f, offsets, confidence, fix/break (:func:`~seglab.platform.viz.ovenet_panel`)."""
+        from seglab.platform.viz import ovenet_panel
+
+        out = model(image.unsqueeze(0).to(ctx.device))
+        if out.offsets is None:
+            return None  # not an offset model (the sweep's baseline): nothing to draw
+        final = out.final_logits if out.final_logits is not None else out.logits
+        return ovenet_panel(image, label, out.initial_logits[0].cpu(), out.seed_logits[0].cpu(), final[0].cpu(),
+                            out.offsets[0].cpu(), out.confidence[0].cpu(), ctx.palette,
+                            ignore_index=ctx.ignore_index, mean=ctx.mean, std=ctx.std,
+                            class_names=list(ctx.class_names) or None)
+
+    def row_fields(self, params: Dict[str, str], metrics: Dict[str, float], tags: Dict[str, str]) -> Dict[str, Any]:
+        """κ/λ/τ plus what the Table-5 ablation shows: S_i and S_s scores and the switches."""
+        out = super().row_fields(params, metrics, tags)
+        out.update({
+            "val_miou_initial": metrics.get("val_miou_initial"), "val_miou_seed": metrics.get("val_miou_seed"),
+            "frozen": params.get("model.freeze_body") == "True", "branch": _number(params.get("model.branch_stage")),
+            "cascade": _number(params.get("model.cascade_steps")), "loss_name": params.get("loss.name"),
+            "criterion": params.get("loss.criterion") or params.get("loss.criterion.name"),
+        })
+        return out
+
+    def tables(self, rows: List[Dict[str, Any]], sweep: Any) -> List[str]:
+        return [format_ablation_table(rows)] if getattr(sweep, "variants", None) is not None else []
+
+
+def _uses_ohem(row: Dict[str, Any]) -> bool:
+    return row.get("loss_name") == "ohem" or row.get("criterion") == "ohem"
+
+
+def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
+    """The ablation shaped like OVeNet's Table 5 (paper) / 5.11 (thesis): one row per variant with
+    its switches (Fr = frozen body from the baseline's weights, Br = branch stage, τ, Ref = cascade
+    steps, OHEM) and the val mIoU of S_f, plus S_i and S_s, in the sweep's order (baseline first)."""
+    from seglab.platform.report import markdown_table
+
+    header = ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base"]
+    ordered = sorted(rows, key=lambda r: (not r["baseline"], r["label"]))
+    body = []
+    for r in ordered:
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        ovenet = not r["baseline"]
+        body.append([
+            r["label"] + (" (baseline)" if r["baseline"] else "") + (" (stopped early)" if r.get("stopped_early") else ""),
+            "✓" if r.get("frozen") else "",
+            f"{r['branch']:g}" if ovenet and r.get("branch") is not None else "",
+            f"{r['tau']:g}" if ovenet and r.get("tau") is not None else "",
+            f"{r['cascade']:g}" if ovenet and r.get("cascade") else "",
+            "✓" if _uses_ohem(r) else "",
+            pct(r["best_val_miou"]), pct(r.get("val_miou_initial")), pct(r.get("val_miou_seed")),
+            "-" if r["delta"] is None else f"{r['delta']:+.2f}",
+        ])
+    return markdown_table(header, body, "mIoU = best val mIoU of S_f (x100); S_i / S_s = last-epoch val mIoU of the "
+                                        "initial and seed heads; Fr = body and first head frozen at the baseline's "
+                                        "trained weights.")
+
+
+register_method(OVeNet())
