@@ -236,8 +236,8 @@ class TrimapEvaluator(Evaluator):
 class ScoresEvaluator(Evaluator):
     """Per-class and mean F1 (= Dice), precision and recall from the data-set-level confusion, the
     E-measure (Fan et al. 2018) per image and class, and, for HELEN's classes, the per-part F1:
-    ``val_f1``, ``val_precision``, ``val_recall``, ``val_emeasure``, ``val_f1_<class>``,
-    ``val_emeasure_<class>``, ``val_f1_{brows,eyes,mouth,overall}``."""
+    ``val_f1``, ``val_precision``, ``val_recall``, ``val_emeasure`` (means over the data set's reported
+    classes), ``val_{f1,precision,recall,emeasure}_<class>``, ``val_f1_{brows,eyes,mouth,overall}``."""
 
     def __init__(self, ctx: EvalContext, emeasure: bool = True) -> None:
         from seglab.metrics import EMeasure
@@ -263,7 +263,8 @@ class ScoresEvaluator(Evaluator):
         out = {"val_f1": scores["mean_f1"], "val_precision": scores["mean_precision"],
                "val_recall": scores["mean_recall"]}
         names = [n.replace(" ", "_") for n in self.ctx.class_names]
-        out.update({f"val_f1_{n}": v for n, v in zip(names, scores["f1"]) if not math.isnan(v)})
+        for score in ("f1", "precision", "recall"):
+            out.update({f"val_{score}_{n}": v for n, v in zip(names, scores[score]) if not math.isnan(v)})
         if self.emeasure is not None:
             em = self.emeasure.compute()
             out["val_emeasure"] = em["mean"]

@@ -75,6 +75,8 @@ def _cell(key: str, value: Any, fmt: str = "") -> str:
         return f"{value:.4f}"
     if fmt == "pct":
         return f"{100 * value:.2f}"
+    if fmt == "3g":
+        return f"{value:.3g}"
     if key == "delta":
         return f"{value:+.2f}"
     if key in ("params_m",):

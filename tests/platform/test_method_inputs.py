@@ -79,3 +79,12 @@ def test_phgmm_bad_input_names_the_key(override, fragment):
 
 def test_a_phgmm_model_needs_its_loss():
     assert "set loss=phgmm" in _error("phgmm", TINY + ["loss=ce"])
+
+
+def test_a_phgmm_checkpoint_for_another_class_set_is_refused(tmp_path):
+    import torch
+
+    path = tmp_path / "phgmm5.pt"  # a PHGMM whose PostNet saw image (3) + one-hot of 5 classes
+    torch.save({"postnet.backbone.conv1.weight": torch.zeros(64, 3 + 5, 7, 7)}, path)
+    message = _error("phgmm", TINY + [f"model.pretrained={path}"])
+    assert "PostNet saw 5 classes" in message and "has 12" in message

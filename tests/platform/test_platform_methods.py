@@ -3,6 +3,7 @@ design's proof that the generic machinery never names a method."""
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,40 @@ def test_prediction_evaluator_skips_maps_no_batch_had():
     ev.process(EvalBatch(torch.zeros(1, 3, 1, 2), labels, [0], _Out(logits, initial=logits), None))
     ev.all_reduce()
     assert ev.metrics() == {"val_miou_initial": 1.0}
+
+
+def test_latent_evaluator_clusters_component_means_and_probes_postnet():
+    """Points are the component means of every image labelled by component; the KL terms are the
+    matched-component bound against PostNet's mixture with the true and with rolled labels."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    from seglab.losses import gaussian_kl_standard, gmm_kl
+    from seglab.platform.methods.phgmm import LatentEvaluator
+
+    g = torch.Generator().manual_seed(0)
+    B, K, D = 3, 2, 4
+    mu = torch.randn(B, K, D, generator=g) + torch.tensor([0.0, 5.0])[None, :, None]
+    logvar, pi = torch.zeros(B, K, D), torch.tensor([[0.3, 0.7]] * B)
+    latents = {"pi": pi, "mu": mu, "logvar": logvar, "g_mu": torch.ones(B, D), "g_logvar": torch.zeros(B, D)}
+    labels = torch.tensor([[[0, 1]], [[1, 1]], [[0, 0]]])
+
+    class Model:
+        def posterior(self, images, targets):  # a mixture that depends on the labels it is given
+            shift = targets.float().mean(dim=(1, 2))[:, None, None]
+            return pi, mu + shift, logvar
+
+    ev = LatentEvaluator(_ctx())
+    out = type("Out", (), {"logits": None, "latents": latents})()
+    ev.process(EvalBatch(torch.zeros(B, 3, 1, 2), labels, [0, 1, 2], out, Model()))
+    ev.all_reduce()
+    m = ev.metrics()
+    true = gmm_kl(pi, mu, logvar, *Model().posterior(None, labels)).mean()
+    rolled = gmm_kl(pi, mu, logvar, *Model().posterior(None, labels.roll(1, dims=0))).mean()
+    assert m["val_kl_z"] == pytest.approx(float(true)) and m["val_kl_z_shuffled"] == pytest.approx(float(rolled))
+    assert m["val_kl_g"] == pytest.approx(float(gaussian_kl_standard(latents["g_mu"], latents["g_logvar"]).mean()))
+    points, by_component = mu.reshape(-1, D).numpy(), [0, 1] * B
+    assert m["val_ssi"] == pytest.approx(silhouette_score(points, by_component))
+    assert m["val_chi"] == pytest.approx(calinski_harabasz_score(points, by_component))
+    assert m["val_dbi"] == pytest.approx(davies_bouldin_score(points, by_component))
+    assert m["val_pi_entropy"] == pytest.approx(-(0.3 * np.log(0.3) + 0.7 * np.log(0.7)))
+    assert set(ev.pictures()) == {"latents_pca", "mixture_weights"}

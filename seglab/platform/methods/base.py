@@ -49,7 +49,7 @@ class Column:
     key: str
     param: Optional[str] = None
     metric: Optional[str] = None
-    fmt: str = "g"  # "g" | "miou" (0.xxxx) | "pct" (x100, 2 decimals) | "text"
+    fmt: str = "g"  # "g" | "3g" (3 significant digits) | "miou" (0.xxxx) | "pct" (x100, 2 decimals) | "text"
     where: str = "knobs"
 
 

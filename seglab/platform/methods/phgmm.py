@@ -27,6 +27,9 @@ from seglab.platform.methods import register_method
 from seglab.platform.methods.base import Column, Method, SearchKey, fmt
 
 
+POSTNET_INPUT = "postnet.backbone.conv1.weight"  # (64, in_chans + C, 7, 7): PostNet sees image + one-hot labels
+
+
 def _gather(array: np.ndarray) -> np.ndarray:
     """Concatenate ``array`` (rows) over the DDP ranks, in rank order (every rank gets all rows)."""
     import torch.distributed as dist
@@ -143,13 +146,15 @@ class PHGMM(Method):
                                                                          fmt="text"),
                Column("prec.", "precision", metric="val_precision", fmt="miou", where="scores"),
                Column("recall", "recall", metric="val_recall", fmt="miou", where="scores"),
-               Column("KL z", "kl_z", metric="val_kl_z", where="scores"),
-               Column("KL z shuf.", "kl_z_shuffled", metric="val_kl_z_shuffled", where="scores"),
-               Column("KL g", "kl_g", metric="val_kl_g", where="scores"),
-               Column("SSI", "ssi", metric="val_ssi", where="scores"),
-               Column("CHI", "chi", metric="val_chi", where="scores"),
-               Column("DBI", "dbi", metric="val_dbi", where="scores"))
-    notes = ("prec./recall = last-epoch mean over the data set's reported classes; KL z / KL g = ℓ_z, ℓ_g on val "
+               Column("KL z", "kl_z", metric="val_kl_z", fmt="3g", where="scores"),
+               Column("KL z shuf.", "kl_z_shuffled", metric="val_kl_z_shuffled", fmt="3g", where="scores"),
+               Column("KL g", "kl_g", metric="val_kl_g", fmt="3g", where="scores"),
+               Column("SSI", "ssi", metric="val_ssi", fmt="3g", where="scores"),
+               Column("CHI", "chi", metric="val_chi", fmt="3g", where="scores"),
+               Column("DBI", "dbi", metric="val_dbi", fmt="3g", where="scores"),
+               Column("infer. params (M)", "params_inference", metric="params_inference_m", fmt="3g", where="scores"))
+    notes = ("params (M) count PostNet, infer. params do not; prec./recall = last-epoch mean over the data set's "
+             "reported classes; KL z / KL g = ℓ_z, ℓ_g on val "
              "(KL z shuf.: PostNet given shuffled labels; ≈ KL z means PostNet ignores them); SSI/CHI higher, "
              "DBI lower = better-separated components.")
 
@@ -169,6 +174,14 @@ class PHGMM(Method):
         check(run.loss.name == "phgmm" or not is_model,
               f"model={run.model.name} trains its PostNet through loss=phgmm only (loss.name={run.loss.name} "
               f"would leave it without gradient); set loss=phgmm")
+        if is_model and run.model.pretrained:
+            from seglab.models.pretrained import read_state_dict
+
+            first = read_state_dict(run.model.pretrained).get(POSTNET_INPUT)
+            seen = None if first is None else int(first.shape[1]) - int(run.model.kwargs.get("in_chans", 3))
+            check(seen is None or seen == summary.num_classes,
+                  f"model.pretrained {run.model.pretrained} is a PHGMM whose PostNet saw {seen} classes but dataset "
+                  f"'{run.dataset.name}' has {summary.num_classes}; train it on this data set's classes")
 
     def evaluators(self, ctx: EvalContext) -> List[Evaluator]:
         widths = ctx.run.trainer.trimap_widths if ctx.run is not None else (1, 2, 3, 5, 10, 15, 20, 30, 40)
