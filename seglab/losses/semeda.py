@@ -452,10 +452,11 @@ def masked_l1(pred: Tensor, ref: Tensor, valid: Tensor, reduction: str = "mean")
     ``sum``: sum over valid pixels and all K channels. ``mean``: that sum / (K * valid pixels)
     (0 when no pixel is valid) [proposal, spec A2].
     """
-    # Sum the K channels first and mask the (B, H, W) map: masking the full (B, K, H, W) tensor
-    # cost more than the edge net's convolutions on CPU.
+    # Sum the K channels first and mask the (B, H, W) map by a multiplication: masking the full
+    # (B, K, H, W) tensor, or torch.where on the channels-last result, cost more than the edge
+    # net's convolutions on CPU (2x32x161x161: where 3.7 ms, mul 0.4 ms).
     per_pixel = (pred - ref).abs().sum(1)
-    summed = torch.where(valid, per_pixel, 0.0).sum()
+    summed = (per_pixel * valid.to(per_pixel.dtype)).sum()
     if reduction == "sum":
         return summed
     count = valid.sum().clamp_min(1) * pred.shape[1]

@@ -110,7 +110,7 @@ class TrainerConfig:
     # A protocol's training crop [H, W] (e.g. SEMEDA's 321x321): when set, it replaces
     # dataset.train.crop_size, so a trainer preset carries the whole protocol.
     crop_size: Optional[Tuple[int, int]] = None
-    viz_samples: int = 4  # fixed validation images drawn (OVeNet panels) and logged to MLflow; 0 = off
+    viz_samples: int = 4  # fixed validation images drawn (the method's picture) and logged to MLflow; 0 = off
     viz_every: int = 1  # draw them every this many epochs (and at the last)
     # Band widths (px) of the trimap metric (boundary-band mIoU vs width), for methods whose
     # sweeps evaluate it (SEMEDA, PHGMM); the band of width w = pixels within Chebyshev distance
