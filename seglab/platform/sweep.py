@@ -164,10 +164,15 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
           f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers", flush=True)
     resources: Dict[str, Any] = {}
     stage_ctx = methods.StageContext(uri, experiment_id, parent_id, str(root / "cache"), use_gpu)
-    for stage in method.stages():
-        resources.update(stage.run(runs + ([run_for_point(base, representative_point(sweep))]
-                                           if sweep.search == "optuna" else []), stage_ctx))
-    runs = [method.prepare_run(r, resources) for r in runs]
+    try:
+        for stage in method.stages():
+            resources.update(stage.run(runs + ([run_for_point(base, representative_point(sweep))]
+                                               if sweep.search == "optuna" else []), stage_ctx))
+        runs = [method.prepare_run(r, resources) for r in runs]
+    except BaseException:  # a failed stage fails the sweep; nothing is left RUNNING in MLflow
+        tracking.mark_unfinished_children(parent_id, uri)
+        tracking.set_terminated(parent_id, "FAILED", uri)
+        raise
     ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
            "storage_path": str(storage / "train"), "use_gpu": use_gpu, "method": method.name, "resources": resources}
     first, later = split_phases(runs)
