@@ -38,10 +38,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from seglab.datasets import register_dataset
 from seglab.datasets.folder import (LabelMap, Sample, SegmentationFolder, pair_by_suffix, require_dir,
                                     require_split_dir)
-from seglab.datasets.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_PALETTE, IGNORE_INDEX
+from seglab.datasets.labels import CITYSCAPES_CLASS_NAMES, CITYSCAPES_CLASS_WEIGHTS, CITYSCAPES_PALETTE, IGNORE_INDEX
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglab.errors import ConfigError, check
-from seglab.losses.ce import CLASS_WEIGHT_PRESETS
 
 __all__ = ["CityscapesLabel", "CITYSCAPES_LABELS", "LABEL_ID_TO_TRAIN_ID", "cityscapes_label_map",
            "cityscapes_samples", "Cityscapes", "ANNOTATIONS"]
@@ -157,14 +156,14 @@ def cityscapes_samples(root: Path, split: str, annotations: str = "fine", cities
 class Cityscapes(SegmentationFolder):
     """Cityscapes, 19 classes (see the module docstring for the layout and the options).
 
-    ``class_weights``: the HRNet repository's weights (``seglab.losses.ce.CLASS_WEIGHT_PRESETS``).
+    ``class_weights``: the HRNet repository's weights (``seglab.datasets.labels.CITYSCAPES_CLASS_WEIGHTS``).
     """
 
     name = "cityscapes"
     num_classes = 19
     class_names: List[str] = list(CITYSCAPES_CLASS_NAMES)
     palette: List[Tuple[int, int, int]] = list(CITYSCAPES_PALETTE)
-    class_weights: Optional[List[float]] = list(CLASS_WEIGHT_PRESETS["cityscapes"])
+    class_weights: Optional[List[float]] = list(CITYSCAPES_CLASS_WEIGHTS)
     check_splits: Tuple[str, ...] = ("train", "val", "test")
     #: trainId -> this data set's class id (``None``: the 19 classes themselves); subclasses merge classes.
     reduction: Optional[Dict[int, int]] = None

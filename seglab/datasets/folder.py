@@ -312,17 +312,21 @@ class SegmentationFolder(Dataset):
         (VOC's SegmentationClass: OpenCV returns colours, Pillow returns the palette indices)."""
         return self.decode_label(read_label_file(path), path)
 
+    def load_label(self, index: int) -> Optional[np.ndarray]:
+        """Sample ``index``'s label alone, decoded, checked and mapped (``uint8 (H, W)`` train ids at the
+        file's resolution, no image decoded), or None for an unlabelled sample."""
+        s = self.samples[index]
+        return None if s.label is None else self.label_map(self.read_label(s.label), s.label)
+
     def load(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """Sample ``index`` decoded and checked: ``(uint8 (H, W, 3) RGB, uint8 (H, W) train ids or None)``."""
         s = self.samples[index]
         image = read_image(s.image)
-        if s.label is None:
-            return image, None
-        raw = self.read_label(s.label)
-        if raw.shape != image.shape[:2]:
-            raise BadSampleError(f"{s.label}: label size {raw.shape[1]}x{raw.shape[0]} differs from its image "
+        label = self.load_label(index)
+        if label is not None and label.shape != image.shape[:2]:
+            raise BadSampleError(f"{s.label}: label size {label.shape[1]}x{label.shape[0]} differs from its image "
                                  f"{s.image} ({image.shape[1]}x{image.shape[0]})")
-        return image, self.label_map(raw, s.label)
+        return image, label
 
     def _reseed_for_worker(self) -> None:
         info = get_worker_info()

@@ -110,3 +110,11 @@ def colorize(label_map: Any, palette: Sequence[Sequence[int]] = CITYSCAPES_PALET
     if 0 <= ignore_index:
         lut[ignore_index] = np.asarray(ignore_color, dtype=np.uint8)
     return lut[labels.astype(np.intp, copy=False)]
+
+
+#: The HRNet-semantic-segmentation repository's Cityscapes class weights (``lib/datasets/cityscapes.py``),
+#: in train-id order (road, sidewalk, ..., bicycle).
+CITYSCAPES_CLASS_WEIGHTS: Tuple[float, ...] = (
+    0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786, 1.0023,
+    0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529, 1.0507,
+)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.datasets.labels import CITYSCAPES_CLASS_WEIGHTS
 from seglab.errors import ConfigError, check
 from seglab.losses import LossOutput, register_loss
 
@@ -99,12 +100,7 @@ def pixel_cross_entropy(
     return summed / num_valid.clamp_min(1).to(summed.dtype)
 
 
-#: The HRNet-semantic-segmentation repository's Cityscapes class weights (``lib/datasets/cityscapes.py``),
-#: in train-id order (road, sidewalk, ..., bicycle).
-CITYSCAPES_CLASS_WEIGHTS: Tuple[float, ...] = (
-    0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786, 1.0023,
-    0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529, 1.0507,
-)
+#: Presets of ``loss.class_weights``: data-set facts, kept with the data sets.
 CLASS_WEIGHT_PRESETS: Dict[str, Tuple[float, ...]] = {"cityscapes": CITYSCAPES_CLASS_WEIGHTS}
 
 ClassWeights = Union[None, str, Sequence[float]]

@@ -6,7 +6,6 @@ import math
 from typing import Dict, Union
 
 import numpy as np
-import torch
 from torch import Tensor
 
 __all__ = ["clustering_indices"]

@@ -4,6 +4,7 @@
   band width (SEMEDA's trimap figure, PHGMM's Fig. 7).
 * :func:`embedding_scatter` -- a 2-D embedding of latent points coloured by label (PHGMM's t-SNE).
 * :func:`bar_chart` -- one bar per named value (e.g. mixture weights).
+* :func:`curve` -- one value per step (e.g. a loss curve).
 """
 from __future__ import annotations
 
@@ -82,5 +83,17 @@ def bar_chart(values: Sequence[float], names: Sequence[str], ylabel: str, title:
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return figure_to_rgb(fig)
+
+
+def curve(values: Sequence[float], xlabel: str, ylabel: str, title: str = "", log_y: bool = False) -> np.ndarray:
+    """``values[i]`` at step ``i + 1`` as a line -> picture."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    ax.plot(range(1, len(values) + 1), values)
+    ax.set(xlabel=xlabel, ylabel=ylabel, yscale="log" if log_y else "linear")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return figure_to_rgb(fig)

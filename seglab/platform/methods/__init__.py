@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from seglab.errors import ConfigError
 from seglab.platform.config import RunConfig
 from seglab.platform.methods.base import Column, Method, MethodSet, SearchKey, Stage, StageContext
 from seglab.registry import Registry
@@ -53,7 +54,7 @@ def for_sweep(base: Dict[str, Any], runs: List[RunConfig]) -> Method:
     """A sweep's method: the one owning its base run, else the first run a method owns."""
     try:
         method = for_run(RunConfig.from_dict(base))
-    except Exception:  # noqa: BLE001 - a base without a loss/model group: look at the runs
+    except ConfigError:  # a base without a model or loss group (a models-only sweep): look at the runs
         method = GENERIC
     if method is GENERIC:
         method = next((m for m in map(for_run, runs) if m is not GENERIC), GENERIC)

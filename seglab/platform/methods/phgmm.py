@@ -14,11 +14,10 @@
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from seglab.errors import check
 from seglab.platform.config import RunConfig
@@ -38,8 +37,8 @@ def _gather(array: np.ndarray) -> np.ndarray:
         return array
     parts: List[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, array)
-    return np.concatenate([p for p in parts if p is not None and len(p)], axis=0) if any(
-        p is not None and len(p) for p in parts) else array
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts, axis=0) if parts else array
 
 
 def pca_2d(points: np.ndarray) -> np.ndarray:

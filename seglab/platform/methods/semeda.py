@@ -78,9 +78,9 @@ def _has_labels(ds: Any) -> bool:
 def _label(ds: Any, index: int) -> Tensor:
     """A ground-truth mask (train ids): read alone from an on-disk data set (no image decoding),
     else the label of ``ds[index]``."""
-    if hasattr(ds, "samples") and hasattr(ds, "read_label") and hasattr(ds, "label_map"):
-        s = ds.samples[index]
-        return torch.from_numpy(ds.label_map(ds.read_label(s.label), s.label).astype(np.int64))
+    load_label = getattr(ds, "load_label", None)
+    if load_label is not None:
+        return torch.from_numpy(load_label(index).astype(np.int64))
     return torch.as_tensor(ds[index][1], dtype=torch.int64)
 
 
@@ -116,7 +116,7 @@ def train_edge_net(run_dict: Dict[str, Any], key: str, path: str, tracking_uri: 
     from seglab.losses.semeda import edge_f1, pretrain_edge_net, save_edge_net
     from seglab.platform import tracking
     from seglab.platform.build import build_datasets
-    from seglab.platform.plots import figure_to_rgb
+    from seglab.platform.plots import curve
     from seglab.platform.quiet import quiet
     from seglab.platform.viz import save_png
 
@@ -164,18 +164,11 @@ def train_edge_net(run_dict: Dict[str, Any], key: str, path: str, tracking_uri: 
     for i in range(0, len(metrics), 500):
         client.log_batch(run_id, metrics=metrics[i:i + 500])
     client.log_artifact(run_id, path, "edge_net")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-    ax.plot(range(1, len(history) + 1), history)
-    ax.set(xlabel="step", ylabel="edge CE (eq. 7)", yscale="log", title=f"edge net {run.dataset.name}: "
-                                                                          f"val F1 {scores['f1']:.4f}")
-    curve = os.path.join(os.path.dirname(path), "edge_loss.png")
-    save_png(curve, figure_to_rgb(fig))
-    client.log_artifact(run_id, curve)
+    picture = curve(history, "step", "edge CE (eq. 7)", f"edge net {run.dataset.name}: val F1 {scores['f1']:.4f}",
+                    log_y=True)
+    curve_png = os.path.join(os.path.dirname(path), "edge_loss.png")
+    save_png(curve_png, picture)
+    client.log_artifact(run_id, curve_png)
     client.set_terminated(run_id, "FINISHED")
     return meta
 
