@@ -26,6 +26,7 @@ from seglab.platform.build import build_datasets, build_loss, build_model
 from seglab.platform.config import RunConfig
 from seglab.platform.evaluation import EvalContext, Evaluator, SegmentationEvaluator, all_reduce_sum, evaluate
 from seglab.platform.quiet import quiet, quiet_train_worker
+from seglab.platform.trial_log import TrialLogger
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
@@ -72,40 +73,6 @@ def _is_rank0() -> bool:
 def _fmt_eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class _Tracker:
-    """Rank 0's MLflow handle (a no-op on other ranks or when no run id is given)."""
-
-    def __init__(self, enabled: bool, uri: Optional[str], run_id: Optional[str]) -> None:
-        self.active = bool(enabled and uri and run_id)
-        if self.active:
-            import mlflow
-
-            self.mlflow = mlflow
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_system_metrics_sampling_interval(5)
-            mlflow.start_run(run_id=run_id, log_system_metrics=True)
-
-    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
-        if self.active:
-            self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
-
-    def log_artifact(self, path: str, folder: str) -> None:
-        if self.active:
-            self.mlflow.log_artifact(path, artifact_path=folder)
-
-    def log_artifacts(self, folder: str, artifact_path: str) -> None:
-        if self.active:
-            self.mlflow.log_artifacts(folder, artifact_path=artifact_path)
-
-    def set_tag(self, key: str, value: Any) -> None:
-        if self.active:
-            self.mlflow.set_tag(key, str(value))
-
-    def finish(self) -> None:
-        if self.active:
-            self.mlflow.end_run(status="FINISHED")
 
 
 class _WithIndex(Dataset):
@@ -201,7 +168,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         elapsed_before = float(state.get("elapsed_s", 0.0))
     model = ray.train.torch.prepare_model(model)
 
-    tracker = _Tracker(rank == 0, config.get("tracking_uri"), config.get("mlflow_run_id"))
+    tracker = TrialLogger(rank == 0, config.get("tracking_uri"), config.get("mlflow_run_id"))
     if restored is not None:
         tracker.set_tag("seglab.resumed_from_epoch", start_epoch - 1)
         if rank == 0:
