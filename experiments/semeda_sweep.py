@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from _entry import run_entry  # noqa: E402
+from _entry import run_entry, run_hydra  # noqa: E402
 
 
 @hydra.main(config_path="conf", config_name="semeda", version_base="1.3")
@@ -29,4 +29,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra(main)  # any user error, Hydra's included: one line on stderr, exit status 2

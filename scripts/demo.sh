@@ -9,15 +9,15 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled} RAY_USAGE_STATS_ENABLED=0 NO_ALB
 export SEGLAB_HOME=${SEGLAB_HOME:-$PWD}
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}
 DEMO_ARGS=("trainer=demo" "$@")
-DASHBOARD_PORT=${DASHBOARD_PORT:-8265}
-started=0
+DASHBOARD_PORT=${DASHBOARD_PORT:-8265} GCS_PORT=${GCS_PORT:-6379}
+session=""  # the session folder of the Ray cluster we started; stop that one only
 t0=$(date +%s)
 
 cleanup() {
-  if [ "$started" = 1 ]; then
+  if [ -n "$session" ]; then
     echo "==> stopping the local Ray cluster"
-    ray stop --force >/dev/null 2>&1 || true
-    started=0
+    python -m seglab.platform.raylocal stop "$session" >/dev/null 2>&1 || true
+    session=""
   fi
 }
 trap cleanup EXIT
@@ -27,13 +27,15 @@ echo "==> checking the configuration"
 python experiments/ovenet_sweep.py sweep.dry_run=true "${DEMO_ARGS[@]}" || exit 2
 
 if [ -z "${RAY_ADDRESS:-}" ]; then
-  echo "==> starting a local Ray head (dashboard on 127.0.0.1:$DASHBOARD_PORT)"
-  if ! ray start --head --num-cpus="$(nproc)" --include-dashboard=true --dashboard-host=127.0.0.1 \
-       --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats >/tmp/seglab-ray-start.log 2>&1; then
-    echo "seglab: error: could not start Ray (is one already running? then set RAY_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT); see /tmp/seglab-ray-start.log" >&2
+  # `ray start --head` with every socket on 127.0.0.1 (GCS, raylet, agents, workers, Ray Client,
+  # dashboard): nothing off this machine can reach the unauthenticated cluster. See raylocal.py.
+  echo "==> starting a local Ray head on 127.0.0.1 (dashboard on 127.0.0.1:$DASHBOARD_PORT)"
+  if ! session=$(python -m seglab.platform.raylocal start --port="$GCS_PORT" --dashboard-port="$DASHBOARD_PORT" \
+       --num-cpus="$(nproc)" --log=/tmp/seglab-ray-start.log); then
+    session=""
+    echo "seglab: error: could not start Ray (is one already running? then set RAY_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT, or GCS_PORT/DASHBOARD_PORT to free ports); see /tmp/seglab-ray-start.log" >&2
     exit 1
   fi
-  started=1
   export RAY_ADDRESS="http://127.0.0.1:$DASHBOARD_PORT"
 else
   echo "==> submitting to the Ray cluster at $RAY_ADDRESS"

@@ -48,7 +48,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from seglab.datasets.labels import IGNORE_INDEX
 from seglab.datasets.transforms import (IMAGENET_MEAN, IMAGENET_STD, SegTransform, build_eval_transform,
-                                        build_train_transform)
+                                        build_train_transform, split_key)
 from seglab.errors import ConfigError, check
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,10 @@ class SegmentationFolder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` transformed; ``(index, seed)`` fixes the augmentation's random state
+        (the training loop passes :func:`~seglab.datasets.transforms.augmentation_seed`)."""
+        index, seed = split_key(index)
         index = int(index)
         for attempt in range(len(self.samples)):
             i = (index + attempt) % len(self.samples)
@@ -353,7 +356,10 @@ class SegmentationFolder(Dataset):
         else:
             raise BadSampleError(f"dataset '{self.name}': every sample of the {self.split} split is bad")
         if self.augment:
-            self._reseed_for_worker()
+            if seed is None:
+                self._reseed_for_worker()
+            else:
+                self.transform.set_random_seed(seed)
         if label is None:  # test splits: an all-ignore label keeps the batch shape
             label = np.full(image.shape[:2], self.ignore_index, np.uint8)
         return self.transform(image, label)

@@ -57,6 +57,7 @@ from seglab.datasets.transforms import (
     IMAGENET_STD,
     SegTransform,
     build_eval_transform,
+    split_key,
     build_train_transform,
 )
 from seglab.errors import ConfigError, check
@@ -186,10 +187,16 @@ class SyntheticStreetDataset(Dataset):
             self._worker_seed = info.seed
             self.transform.set_random_seed(info.seed)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` transformed; ``(index, seed)`` fixes the augmentation's random state
+        (the training loop passes :func:`~seglab.datasets.transforms.augmentation_seed`)."""
+        index, seed = split_key(index)
         image, label = self.generate(index)
         if self.augment:
-            self._reseed_for_worker()
+            if seed is None:
+                self._reseed_for_worker()
+            else:
+                self.transform.set_random_seed(seed)
         return self.transform(image, label)
 
     def __repr__(self) -> str:

@@ -74,6 +74,24 @@ def to_tensors(image: np.ndarray, label: Optional[np.ndarray]) -> Tuple[torch.Te
     return img, lbl
 
 
+def augmentation_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of sample ``index``'s augmentation in ``epoch`` of a run seeded ``seed``.
+
+    A function of these three numbers alone, so the augmentation stream is the same whatever the
+    number of DDP ranks or loader workers, and a run resumed at an epoch boundary sees exactly the
+    augmentation an uninterrupted run sees (the training loop keys its samples with it).
+    """
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
+
+
+def split_key(key: Any) -> Tuple[int, Optional[int]]:
+    """A data set key: a plain index, or ``(index, augmentation seed)`` -> ``(index, seed or None)``."""
+    if isinstance(key, (tuple, list)):
+        index, seed = key
+        return int(index), (None if seed is None else int(seed))
+    return key, None
+
+
 class SegTransform:
     """An albumentations pipeline for (image, label) pairs, returning the contract's tensors.
 

@@ -57,7 +57,9 @@ def confidence_targets(offsets: Tensor, target: Tensor, ignore_index: int = 255)
     if offsets.dim() != 4 or offsets.shape[1] != 2:
         raise ValueError(f"offsets must be (B, 2, h, w); got shape {tuple(offsets.shape)}")
     b, h, w = target.shape
-    off = resize_to(offsets.detach().float(), (h, w))
+    # a NaN offset (a diverged model) points at the pixel itself instead of an invalid index; the
+    # loss terms computed from the NaN outputs are non-finite and the training loop stops the run
+    off = torch.nan_to_num(resize_to(offsets.detach().float(), (h, w)), nan=0.0)
     ys = torch.arange(h, device=target.device, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, device=target.device, dtype=torch.float32).view(1, 1, w)
     sx = torch.round(xs + off[:, 0] * ((w - 1) / 2.0)).clamp_(0, w - 1).long()

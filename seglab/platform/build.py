@@ -5,7 +5,7 @@ so that a bad name, value or file fails with one line before any cluster resourc
 """
 from __future__ import annotations
 
-import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -21,8 +21,18 @@ from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig, RunCo
 def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
     from seglab.datasets import build_dataset
 
-    train = build_dataset(cfg.name, split=cfg.split_name("train"), **cfg.split_kwargs("train"))
-    val = build_dataset(cfg.name, split=cfg.split_name("val"), **cfg.split_kwargs("val"))
+    def build(role: str) -> Dataset:
+        try:
+            return build_dataset(cfg.name, split=cfg.split_name(role), **cfg.split_kwargs(role))
+        except ConfigError as error:  # name a split's own key as the user wrote it: dataset.val.num_samples
+            text = str(error)
+            for key in (cfg.train if role == "train" else cfg.val):
+                text = re.sub(rf"(?<![\w.])dataset\.{re.escape(key)}\b", f"dataset.{role}.{key}", text)
+            if text == str(error):
+                raise
+            raise ConfigError(text) from None
+
+    train, val = build("train"), build("val")
     if len(train) == 0 or len(val) == 0:
         raise ConfigError(f"dataset '{cfg.name}' has an empty split (train {len(train)}, val {len(val)} samples)")
     return train, val
@@ -64,8 +74,9 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
     """The model of ``cfg``: ``model.pretrained`` weights (ImageNet) loaded where names match, the
     OVeNet offset branch initialised from them, then ``model.body_checkpoint`` (a trained
     baseline) loaded into the shared body and main head, and with ``model.freeze_bn`` every
-    BatchNorm frozen. ``load_weights=False`` (meta-device validation) only checks that the files
-    exist and are readable."""
+    BatchNorm frozen. ``load_weights=False`` (meta-device validation) reads the files without
+    loading them: ``model.body_checkpoint`` is checked against the model (names and shapes) here,
+    ``model.pretrained`` by :func:`validate_run`."""
     from seglab.models import build_model as _build
     from seglab.models.pretrained import load_pretrained, read_state_dict
 
@@ -79,21 +90,21 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
                   f"(e.g. {', '.join(missing[:2]) or '-'}), {len(unexpected)} unexpected "
                   f"(e.g. {', '.join(unexpected[:2]) or '-'})", flush=True)
         else:
-            read_state_dict(cfg.pretrained)  # validates the file exists and is readable
+            read_state_dict(cfg.pretrained)  # readable; validate_run checks that it fits the model
     if cfg.body_checkpoint:
         check(hasattr(model, "load_body_state"),
               f"model.body_checkpoint is only for OVeNet models (model.name={cfg.name})")
     if cfg.body_checkpoint and cfg.body_checkpoint != "@baseline":  # "@baseline": resolved by the sweep
+        # a training checkpoint ({"model": state dict, ...}) or a bare state dict; on the meta
+        # device (validation) load_body_state only compares names and shapes
+        state = read_state_dict(cfg.body_checkpoint, key="model.body_checkpoint")
+        try:
+            loaded = model.load_body_state(state)
+        except ConfigError as error:
+            raise ConfigError(f"model.body_checkpoint: {cfg.body_checkpoint}: {error}") from None
         if load_weights:
-            from seglab.platform.checkpoint import load as load_checkpoint
-
-            state = load_checkpoint(cfg.body_checkpoint)
-            loaded = model.load_body_state(state["model"] if "model" in state else state)
             print(f"model.body_checkpoint: loaded {loaded} tensors of the body and main head from "
                   f"{cfg.body_checkpoint}", flush=True)
-        else:
-            check(os.path.isfile(cfg.body_checkpoint),
-                  f"model.body_checkpoint: file not found: {cfg.body_checkpoint}")
     if cfg.freeze_bn:
         from seglab.models.frozen_bn import freeze_batchnorm
 
@@ -151,4 +162,10 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
                          tuple(run.trainer.flops_input_size), count_inference_parameters(model))
     methods.for_run(run).validate(run, summary)
+    if run.model.pretrained:  # after the method's own checks, which say more (e.g. PHGMM's PostNet classes)
+        from seglab.models.pretrained import check_pretrained
+
+        # a file of another architecture fails here, not in a trial; a baseline inherits the method's
+        # model.pretrained, and a file it has no tensor of is left to the trial (as before)
+        check_pretrained(model, run.model.pretrained, require_match=not run.baseline)
     return summary

@@ -45,6 +45,12 @@ def save_atomic(obj: Dict[str, Any], path: str) -> None:
         torch.save(obj, f)
 
 
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(text.encode())
+
+
 def load(path: str) -> Dict[str, Any]:
     """Load a checkpoint written by :func:`save_atomic` (plain tensors and Python values only)."""
     return torch.load(path, map_location="cpu", weights_only=True)

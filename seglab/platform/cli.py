@@ -8,11 +8,23 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from typing import List, Optional
 
 from seglab.errors import ConfigError
 from seglab.platform.quiet import quiet
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every seglab command: ``seglab: error: ...``, exit 2
+    (argparse's default prints its usage line first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        message = re.sub(r"^argument (\S+): \1 ", r"\1 ", message)  # "argument --size: --size must ..."
+        print(f"seglab: error: {message} (see `{self.prog} --help`)", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _size(text: str):
@@ -23,6 +35,16 @@ def _size(text: str):
         return h, w
     except ValueError:
         raise argparse.ArgumentTypeError(f"--size must be HxW with positive integers, e.g. 1024x2048 (got {text!r})")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
+    return value
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -48,6 +70,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from seglab.platform import report, tracking
 
     uri = tracking.tracking_uri()
+    store = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    if store is not None and not os.path.isfile(store):  # do not create an empty store just to read it
+        raise ConfigError(f"no MLflow store at {store} (MLFLOW_TRACKING_URI, or SEGLAB_HOME/mlflow.db); "
+                          f"run a sweep first, e.g. `make demo`")
     parent = args.parent_run_id
     if parent is None:
         client = tracking.client(uri)
@@ -59,6 +85,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not runs:
             raise ConfigError(f"experiment '{args.experiment}' has no sweep yet; run `make demo`")
         parent = runs[0].info.run_id
+    else:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = tracking.client(uri).get_run(parent)
+        except MlflowException:
+            raise ConfigError(f"no MLflow run '{parent}' in {uri}; give a sweep's parent run id "
+                              f"(or none for the latest sweep of --experiment)") from None
+        if run.data.tags.get("seglab.kind") != "sweep":
+            raise ConfigError(f"MLflow run '{parent}' is not a sweep's parent run (tag seglab.kind="
+                              f"{run.data.tags.get('seglab.kind')}); give a sweep's parent run id")
     rows = report.collect(parent, uri)
     print(f"sweep run {parent}\n")
     print(report.format_table(rows))
@@ -120,11 +157,11 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     quiet()
-    parser = argparse.ArgumentParser(prog="seglab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = _Parser(prog="seglab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("models", help="list registered models with params and GFLOPs")
     p.add_argument("--size", type=_size, default=(1024, 2048), help="input HxW (default 1024x2048)")
-    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--num-classes", type=_positive, default=19)
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("compare", help="print the comparison table of a sweep")
     p.add_argument("parent_run_id", nargs="?", help="the sweep's parent run id (default: the latest sweep)")
@@ -141,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="check this split only (repeatable; default: every split present)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset option, e.g. annotations=coarse or conditions=[fog,night] (repeatable)")
-    p.add_argument("--workers", type=int, default=2, help="threads decoding labels (default 2)")
+    p.add_argument("--workers", type=_positive, default=2, help="threads decoding labels (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_data_check)
     args = parser.parse_args(argv)

@@ -19,6 +19,10 @@ _DATASET_RESERVED = ("name", "train", "val")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass
 class ModelConfig:
     name: str
@@ -37,6 +41,9 @@ class ModelConfig:
         kwargs = {k: v for k, v in d.items() if k not in _MODEL_RESERVED}
         freeze_bn = d.get("freeze_bn", False)
         check(isinstance(freeze_bn, bool), f"model.freeze_bn must be true or false (got {freeze_bn!r})")
+        for key in ("pretrained", "body_checkpoint"):
+            check(d.get(key) is None or isinstance(d[key], str),
+                  f"model.{key} must be null or the path of a checkpoint file (got {d.get(key)!r})")
         return cls(name=str(d["name"]), kwargs=kwargs, pretrained=d.get("pretrained"),
                    body_checkpoint=d.get("body_checkpoint"), freeze_bn=freeze_bn)
 
@@ -73,6 +80,9 @@ class DatasetConfig:
     def from_dict(cls, d: Dict[str, Any]) -> "DatasetConfig":
         check("name" in d, "dataset.name is missing; set dataset=<name>")
         common = {k: v for k, v in d.items() if k not in _DATASET_RESERVED}
+        for role in ("train", "val"):
+            check(d.get(role) is None or isinstance(d[role], dict),
+                  f"dataset.{role} must be a mapping of options, e.g. dataset.{role}.augment=false (got {d.get(role)!r})")
         return cls(str(d["name"]), common, dict(d.get("train") or {}), dict(d.get("val") or {}))
 
     def split_kwargs(self, split: str) -> Dict[str, Any]:
@@ -125,6 +135,9 @@ class TrainerConfig:
         unknown = sorted(set(d) - known)
         check(not unknown, f"unknown key trainer.{unknown[0] if unknown else ''}; allowed: {', '.join(sorted(known))}")
         t = cls(**d)
+        check(isinstance(t.flops_input_size, (list, tuple)) and len(t.flops_input_size) == 2
+              and all(_is_int(v) for v in t.flops_input_size),
+              f"trainer.flops_input_size must be [H, W] with positive integers (got {t.flops_input_size!r})")
         t.flops_input_size = tuple(int(v) for v in t.flops_input_size)  # type: ignore[assignment]
         widths = t.trimap_widths
         check(isinstance(widths, (list, tuple)) and len(widths) > 0
@@ -139,11 +152,20 @@ class TrainerConfig:
                   and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop),
                   f"trainer.crop_size must be null or [H, W] with positive integers (got {crop!r})")
             t.crop_size = tuple(crop)  # type: ignore[assignment]
-        check(isinstance(t.viz_samples, int) and t.viz_samples >= 0,
+        check(_is_int(t.viz_samples) and t.viz_samples >= 0,
               f"trainer.viz_samples must be an integer >= 0 (got {t.viz_samples!r})")
         for key in ("num_workers", "epochs", "batch_size", "viz_every"):
             value = getattr(t, key)
-            check(isinstance(value, int) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
+            check(_is_int(value) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
+        for key in ("cpus_per_worker", "lr", "momentum", "weight_decay", "poly_power"):
+            value = getattr(t, key)
+            check(isinstance(value, (int, float)) and not isinstance(value, bool) and value == value,
+                  f"trainer.{key} must be a number (got {value!r})")
+        for key in ("max_failures", "seed"):
+            check(_is_int(getattr(t, key)), f"trainer.{key} must be an integer (got {getattr(t, key)!r})")
+        check(t.poly_power >= 0, f"trainer.poly_power must be >= 0 (got {t.poly_power})")
+        check(t.fail_once_at_epoch is None or (_is_int(t.fail_once_at_epoch) and t.fail_once_at_epoch >= 1),
+              f"trainer.fail_once_at_epoch must be null or an integer >= 1 (got {t.fail_once_at_epoch!r})")
         check(t.cpus_per_worker > 0, f"trainer.cpus_per_worker must be > 0 (got {t.cpus_per_worker})")
         check(t.lr > 0, f"trainer.lr must be > 0 (got {t.lr})")
         check(t.optimizer in OPTIMIZERS, f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)} (got {t.optimizer!r})")

@@ -60,6 +60,8 @@ class SweepConfig:
     max_concurrent_trials: Optional[int] = None
     max_trial_failures: int = 1
     dry_run: bool = False  # validate and print the plan, start nothing
+    # true: continue the latest interrupted run of this sweep (same config); or a sweep folder path
+    resume: Any = False
     # Baseline sweeps: one trial per model (a name or {name: ..., <option>: ...}), same loss and
     # schedule; the first is the reference row of the comparison. Excludes a search space.
     models: Optional[List[Any]] = None
@@ -81,6 +83,19 @@ class SweepConfig:
         check(s.scheduler is None or s.scheduler in SCHEDULERS,
               f"sweep.scheduler must be null or one of {', '.join(SCHEDULERS)} (got {s.scheduler!r})")
         _check_asha(s.asha)
+        for key in ("include_baseline", "dry_run"):
+            check(isinstance(getattr(s, key), bool), f"sweep.{key} must be true or false (got {getattr(s, key)!r})")
+        check(_is_int(s.seed), f"sweep.seed must be an integer (got {s.seed!r})")
+        check(s.max_concurrent_trials is None or (_is_int(s.max_concurrent_trials) and s.max_concurrent_trials >= 1),
+              f"sweep.max_concurrent_trials must be null or an integer >= 1 (got {s.max_concurrent_trials!r})")
+        check(_is_int(s.max_trial_failures) and s.max_trial_failures >= -1,
+              f"sweep.max_trial_failures must be an integer >= -1 (-1 = retry forever; got {s.max_trial_failures!r})")
+        check(isinstance(s.experiment, str) and s.experiment.strip() != "",
+              f"sweep.experiment must be the name of an MLflow experiment (got {s.experiment!r})")
+        check(s.baseline_model is None or isinstance(s.baseline_model, str),
+              f"sweep.baseline_model must be null or a model name (got {s.baseline_model!r})")
+        check(isinstance(s.resume, bool) or (isinstance(s.resume, str) and s.resume.strip()),
+              f"sweep.resume must be true, false or the path of a sweep folder (got {s.resume!r})")
         for name, values in s.space.items():
             _check_dimension(name, values, s.search)
         check(s.search != "optuna" or s.space, "sweep.search=optuna needs at least one of "
@@ -98,6 +113,10 @@ class SweepConfig:
         if s.variants is not None:
             _check_variants(s.variants)
         return s
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_asha(asha: Any) -> None:

@@ -43,7 +43,8 @@ def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any
             "baseline": tags.get("seglab.baseline") == "true",
             "best_val_miou": m.get("best_val_miou"), "val_pixel_acc": m.get("val_pixel_acc"),
             "params_m": m.get("params_m"), "gflops": m.get("gflops"), "wall_s": m.get("elapsed_s"),
-            "epochs": m.get("epoch"), "status": run.info.status,
+            "epochs": m.get("epoch"), "status": _status(run.info.status, tags.get("seglab.failure")),
+            "failed": run.info.status == "FAILED",
             "stopped_early": tags.get("seglab.stopped_early") == "true",
             "model": tags.get("seglab.model", ""), "methods": tuple(used),
         }
@@ -54,8 +55,14 @@ def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any
     for r in rows:
         r["mark"] = "*" if r["baseline"] else ""
         r["delta"] = None if base is None or r["best_val_miou"] is None or r["baseline"] else 100 * (r["best_val_miou"] - base)
-    rows.sort(key=lambda r: -(r["best_val_miou"] if r["best_val_miou"] is not None else -math.inf))
+    # failed trials stay in the table (with their reason), after the others
+    rows.sort(key=lambda r: (r["failed"], -(r["best_val_miou"] if r["best_val_miou"] is not None else -math.inf)))
     return rows
+
+
+def _status(status: str, failure: Optional[str]) -> str:
+    """The run's MLflow status, with the reason of a failure the platform diagnosed."""
+    return f"{status}: {failure}" if failure and status == "FAILED" else status
 
 
 def columns(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, str]]:
@@ -149,7 +156,8 @@ def log_to_parent(parent_run_id: str, rows: List[Dict[str, Any]], table: str, ur
                 f.write(text)
         plot_curves(rows, os.path.join(folder, "val_miou_curves.png"), uri)
         c.log_artifacts(parent_run_id, folder)
-    best_method = next((r for r in rows if not r["baseline"] and r["best_val_miou"] is not None), None)
+    best_method = next((r for r in rows if not r["baseline"] and not r.get("failed") and r["best_val_miou"] is not None),
+                       None)
     if best_method is not None:
         c.log_metric(parent_run_id, "best_method_val_miou", best_method["best_val_miou"])
         if best_method["delta"] is not None:

@@ -12,6 +12,7 @@ trials, prepares the runs with what they produced, and adds its tables to the co
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -27,6 +28,10 @@ from seglab.platform.plan import (SweepConfig, plan_trials,  # noqa: F401 (Sweep
                                   representative_point, run_for_point, split_phases)
 
 TRIAL_DRIVER_CPU = 0.1
+SWEEP_STATE = "sweep.json"
+"""The file in a sweep's folder recording its MLflow parent run, configuration and status (for ``sweep.resume``)."""
+# Keys that may differ when a sweep is resumed (they do not change what the trials compute).
+RESUME_FREE_KEYS = ("resume", "dry_run", "max_concurrent_trials")
 
 
 def plan_resources(runs: List[RunConfig], cluster: Dict[str, float], max_concurrent: Optional[int] = None,
@@ -83,13 +88,74 @@ def validate_sweep(base: Dict[str, Any], sweep: SweepConfig, runs: List[RunConfi
     return summaries[: len(runs)]
 
 
+def _fingerprint(base: Dict[str, Any], sweep: SweepConfig) -> Dict[str, Any]:
+    """What must be equal for a sweep to be resumed: the base run and the sweep, flattened to dotted keys."""
+    blob = {**{f"run.{k}": v for k, v in flatten(base).items()},
+            **{f"sweep.{k}": v for k, v in flatten(sweep.__dict__).items() if k.split(".")[0] not in RESUME_FREE_KEYS}}
+    return json.loads(json.dumps(blob, default=str))
+
+
+def _write_state(folder: Path, state: Dict[str, Any]) -> None:
+    from seglab.platform.checkpoint import write_text_atomic
+
+    write_text_atomic(str(folder / SWEEP_STATE), json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+def find_resumable(root: Path, base: Dict[str, Any], sweep: SweepConfig, uri: str
+                   ) -> Optional[Tuple[Path, Dict[str, Any]]]:
+    """``sweep.resume``: the sweep folder to continue and its recorded state, or None (a new sweep).
+
+    ``true`` picks the latest folder of this sweep's name under ``root`` that did not finish;
+    a path names the folder. The configuration must equal the interrupted one (except
+    ``sweep.resume``/``dry_run``/``max_concurrent_trials``), and so must the MLflow store, else a
+    one-line ConfigError before anything starts.
+    """
+    if sweep.resume is False:
+        return None
+    if sweep.resume is True:
+        candidates = []
+        for f in root.glob(f"{sweep.name}-*/{SWEEP_STATE}"):
+            try:
+                state = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("name") == sweep.name and state.get("status") != "FINISHED":
+                candidates.append((f.stat().st_mtime, f.parent, state))
+        check(bool(candidates), f"sweep.resume=true: no interrupted run of sweep '{sweep.name}' under {root} "
+                                f"(a finished sweep is not resumed; drop sweep.resume to start a new one)")
+        _, folder, state = max(candidates, key=lambda c: c[0])
+    else:
+        folder = Path(str(sweep.resume)).expanduser().resolve()
+        check((folder / SWEEP_STATE).is_file(), f"sweep.resume={sweep.resume}: not a sweep folder (no {SWEEP_STATE} "
+                                                f"in {folder}); give true or a folder under {root}")
+        try:
+            state = json.loads((folder / SWEEP_STATE).read_text())
+        except ValueError as exc:
+            raise ConfigError(f"sweep.resume: {folder / SWEEP_STATE} is not valid JSON ({exc})") from None
+        check(state.get("status") != "FINISHED", f"sweep.resume={sweep.resume}: that sweep finished; nothing to resume")
+    old, new = state.get("config") or {}, _fingerprint(base, sweep)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    check(not changed, f"sweep.resume: {folder} ran with another configuration ({', '.join(changed[:4])}"
+                       f"{' ...' if len(changed) > 4 else ''} differ); rerun with the same overrides")
+    check(state.get("tracking_uri") == uri, f"sweep.resume: {folder} logged to MLflow at {state.get('tracking_uri')}, "
+                                            f"not {uri}; set MLFLOW_TRACKING_URI to it")
+    return folder, state
+
+
 def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage: Path, name: str,
-         concurrent: int, base: Optional[Dict[str, Any]] = None, method: methods.Method = methods.GENERIC
-         ) -> List[str]:
-    """Run ``runs`` (plus, for Optuna, ``sweep.num_samples`` proposed runs) as one Tuner; return errors."""
+         concurrent: int, base: Optional[Dict[str, Any]] = None, method: methods.Method = methods.GENERIC,
+         resume: bool = False) -> List[str]:
+    """Run ``runs`` (plus, for Optuna, ``sweep.num_samples`` proposed runs) as one Tuner; return errors.
+
+    ``resume``: restore the Tuner saved under ``storage/name`` when there is one (finished trials
+    are kept, unfinished ones run again and their Train runs resume from their latest checkpoints)."""
     from ray import tune
 
     from seglab.platform.search import make_scheduler, make_searcher
+
+    # Tune saves its experiment state (which trials finished) every few seconds: a resumed sweep
+    # re-runs as little as possible (a finished trial restarted anyway trains no epoch again).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     from seglab.platform.trainer import run_trial
 
     fixed = [{"trial": r.to_dict(), "ctx": ctx} for r in runs]
@@ -102,8 +168,14 @@ def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage
     else:
         searcher, num_samples = None, 1
         param_space = {"trial": tune.grid_search([r.to_dict() for r in runs]), "ctx": ctx}
+    trainable = tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPU})
+    path = storage / name
+    if resume and tune.Tuner.can_restore(str(path)):
+        print(f"sweep '{sweep.name}': resuming the trials of {path} (finished ones are kept)", flush=True)
+        grid = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True).fit()
+        return _errors(grid)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPU}),
+        trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=make_scheduler(sweep, epochs), num_samples=num_samples,
@@ -116,7 +188,10 @@ def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage
             failure_config=tune.FailureConfig(max_failures=sweep.max_trial_failures),
         ),
     )
-    grid = tuner.fit()
+    return _errors(tuner.fit())
+
+
+def _errors(grid) -> List[str]:
     return [f"{r.config['trial']['label']}: {type(r.error).__name__}: {str(r.error).strip().splitlines()[-1]}"
             for r in grid if r.error is not None]
 
@@ -141,27 +216,41 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
               flush=True)
 
     uri = tracking.tracking_uri()
+    root = Path(storage_root or (tracking.home() / "runs")).resolve()
+    resumed = find_resumable(root, base, sweep, uri)  # a one-line error before Ray, like validation
     experiment_id = tracking.ensure_experiment(sweep.experiment, uri)  # once, in the driver
     if not ray.is_initialized():
-        # The dashboard serves Ray's state API, which Ray Train's placement-group cleaner needs to
-        # release the resources of a crashed trial; it listens on 127.0.0.1 only.
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, include_dashboard=True,
-                 dashboard_host="127.0.0.1", configure_logging=True, logging_level="warning")
+        from seglab.platform.raylocal import init_ray
+
+        init_ray()  # RAY_ADDRESS's cluster, the one the last `ray start` recorded, or a new one on 127.0.0.1 only
     sized = runs or [run_for_point(base, representative_point(sweep))]
     concurrent, use_gpu = plan_resources(sized, ray.cluster_resources(), sweep.max_concurrent_trials, total=total)
     t = sized[0].trainer
     wait_for_free_cpus(TRIAL_DRIVER_CPU + t.num_workers * t.cpus_per_worker)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = Path(storage_root or (tracking.home() / "runs")).resolve()
-    storage = root / f"{sweep.name}-{stamp}"
-    storage.mkdir(parents=True, exist_ok=True)
-    parent_id = tracking.start_parent_run(
-        experiment_id, f"{sweep.name}-{stamp}",
-        {**flatten(base), **{f"sweep.{k}": v for k, v in flatten(sweep.__dict__).items()}, "sweep.trials": total},
-        uri, tags={"seglab.method": method.name},
-    )
+    if resumed is not None:
+        storage, state = resumed
+        parent_id = state["parent_run_id"]
+        tracking.client(uri).update_run(parent_id, status="RUNNING")
+        state["resumed"] = int(state.get("resumed", 0)) + 1
+        tracking.client(uri).set_tag(parent_id, "seglab.resumed", state["resumed"])
+        print(f"sweep '{sweep.name}': resuming {storage} (MLflow parent run {parent_id}, resume {state['resumed']})",
+              flush=True)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        storage = root / f"{sweep.name}-{stamp}"
+        storage.mkdir(parents=True, exist_ok=True)
+        parent_id = tracking.start_parent_run(
+            experiment_id, f"{sweep.name}-{stamp}",
+            {**flatten(base), **{f"sweep.{k}": v for k, v in flatten(sweep.__dict__).items()}, "sweep.trials": total},
+            uri, tags={"seglab.method": method.name, "seglab.sweep_folder": str(storage)},
+        )
+        state = {"name": sweep.name, "parent_run_id": parent_id, "experiment_id": experiment_id, "tracking_uri": uri,
+                 "config": _fingerprint(base, sweep)}
+    state["status"] = "RUNNING"
+    _write_state(storage, state)
     print(f"MLflow parent run {parent_id} in experiment '{sweep.experiment}' ({uri}); "
-          f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers", flush=True)
+          f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers; sweep folder {storage} "
+          f"(interrupted? rerun the same command with sweep.resume=true)", flush=True)
     resources: Dict[str, Any] = {}
     stage_ctx = methods.StageContext(uri, experiment_id, parent_id, str(root / "cache"), use_gpu)
     try:
@@ -172,12 +261,13 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     except BaseException:  # a failed stage fails the sweep; nothing is left RUNNING in MLflow
         tracking.mark_unfinished_children(parent_id, uri)
         tracking.set_terminated(parent_id, "FAILED", uri)
+        _write_state(storage, {**state, "status": "FAILED"})
         raise
     ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
            "storage_path": str(storage / "train"), "use_gpu": use_gpu, "method": method.name, "resources": resources}
     first, later = split_phases(runs)
     errors = _fit(first, ctx, sweep, storage, "tune", concurrent, base if sweep.search == "optuna" else None,
-                  method)
+                  method, resume=resumed is not None)
     if later:
         baseline = next(r for r in runs if r.baseline)
         best = Path(ctx["storage_path"]) / baseline.key() / "best.pt"
@@ -190,12 +280,14 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
                 r2 = RunConfig.from_dict(set_dotted(r.to_dict(), "model.body_checkpoint", str(best)))
                 r2.label = r.label
                 resolved.append(r2)
-            errors += _fit(resolved, ctx, sweep, storage, "tune-from-baseline", min(concurrent, len(resolved)))
-    tracking.mark_unfinished_children(parent_id, uri)
+            errors += _fit(resolved, ctx, sweep, storage, "tune-from-baseline", min(concurrent, len(resolved)),
+                           resume=resumed is not None)
+    tracking.mark_unfinished_children(parent_id, uri, ctx["storage_path"])
     rows = report.collect(parent_id, uri)
     table = "\n\n".join(method.tables(rows, sweep) + [report.format_table(rows, metric=sweep.metric)])
     report.log_to_parent(parent_id, rows, table, uri)
     tracking.set_terminated(parent_id, "FAILED" if errors else "FINISHED", uri)
+    _write_state(storage, {**state, "status": "FAILED" if errors else "FINISHED"})
     return SweepResult(parent_id, experiment_id, rows, table, str(storage), errors)
 
 

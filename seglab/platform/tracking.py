@@ -10,6 +10,7 @@ Who logs what:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
@@ -27,8 +28,23 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
-    return os.environ.get("SEGLAB_ARTIFACT_ROOT") or (home() / "mlartifacts").as_uri()
+def _is_remote(uri: Optional[str]) -> bool:
+    """True for a tracking server (http/https), False for a local store (SQLite, file)."""
+    return str(uri or "").lower().startswith(("http://", "https://"))
+
+
+def artifact_root(uri: Optional[str] = None) -> Optional[str]:
+    """Where new experiments keep their artifacts: ``$SEGLAB_ARTIFACT_ROOT`` when set; else, for a
+    tracking server (``uri``, default ``$MLFLOW_TRACKING_URI``, is http/https), None: the server
+    chooses (``mlflow-artifacts:/<id>`` when it proxies artifacts, so checkpoints and pictures go
+    through it to its store instead of onto the disk of whichever node logs them); else
+    ``file://<home>/mlartifacts`` beside the local store."""
+    explicit = os.environ.get("SEGLAB_ARTIFACT_ROOT")
+    if explicit:
+        return explicit
+    if _is_remote(uri or tracking_uri()):
+        return None
+    return (home() / "mlartifacts").as_uri()
 
 
 def client(uri: Optional[str] = None):
@@ -38,12 +54,26 @@ def client(uri: Optional[str] = None):
 
 
 def ensure_experiment(name: str, uri: Optional[str] = None) -> str:
-    """Create (or find) the experiment; this also creates and migrates a fresh SQLite store."""
+    """Create (or find) the experiment; this also creates and migrates a fresh SQLite store.
+
+    Its artifact location is :func:`artifact_root`: on a tracking server, the server's own default
+    (``mlflow-artifacts:/...``) unless ``$SEGLAB_ARTIFACT_ROOT`` says otherwise. An existing
+    experiment keeps the location it was created with (MLflow cannot move it): for one on a server
+    with a local path, one line on stderr says so."""
+    uri = uri or tracking_uri()
     c = client(uri)
     exp = c.get_experiment_by_name(name)
+    root = artifact_root(uri)
     if exp is not None:
+        location = str(exp.artifact_location or "")
+        if root is None and (location.startswith("file:") or location.startswith("/")):
+            print(f"seglab: experiment '{name}' on {uri} keeps its artifacts at {location} (a local path, set "
+                  f"when it was created), not on the server; use a new sweep.experiment to have them proxied",
+                  file=sys.stderr, flush=True)
         return exp.experiment_id
-    return c.create_experiment(name, artifact_location=f"{artifact_root().rstrip('/')}/{name}")
+    if root is None:  # a tracking server: its default artifact root (mlflow-artifacts:/ when proxying)
+        return c.create_experiment(name)
+    return c.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}")
 
 
 def _param_value(v: Any) -> str:
@@ -107,12 +137,24 @@ def set_terminated(run_id: str, status: str, uri: Optional[str] = None) -> None:
     client(uri).set_terminated(run_id, status=status)
 
 
-def mark_unfinished_children(parent_run_id: str, uri: Optional[str] = None) -> int:
+def mark_unfinished_children(parent_run_id: str, uri: Optional[str] = None, storage_path: Optional[str] = None
+                             ) -> int:
     """Close child runs still RUNNING after the sweep (trials stopped early by ASHA are killed
-    before they can close their run): status KILLED, tag ``seglab.stopped_early=true``."""
+    before they can close their run): status KILLED, tag ``seglab.stopped_early=true``.
+
+    A run whose worker could not deliver all its records (the tracking server was down when it
+    finished: ``<trial>/mlflow_unsent.jsonl`` under ``storage_path``) is not closed: it gets the tag
+    ``seglab.tracking_unsent=<file>``, and replaying the file delivers the rest and ends it."""
+    from seglab.platform.trial_log import UNSENT_NAME
+
     count = 0
     for run in child_runs(parent_run_id, uri):
         if run.info.status == "RUNNING":
+            key = run.data.tags.get(TRIAL_KEY_TAG)
+            unsent = Path(storage_path) / key / UNSENT_NAME if storage_path and key else None
+            if unsent is not None and unsent.is_file():
+                client(uri).set_tag(run.info.run_id, "seglab.tracking_unsent", str(unsent))
+                continue
             client(uri).set_tag(run.info.run_id, "seglab.stopped_early", "true")
             set_terminated(run.info.run_id, "KILLED", uri)
             count += 1

@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
+from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, augmentation_seed
 from seglab.platform import checkpoint as ckpt
 from seglab.platform import methods
 from seglab.platform.build import build_datasets, build_loss, build_model
@@ -53,6 +53,66 @@ def build_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
     if t.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+class SeededSampler(Sampler):
+    """Yields ``(index, augmentation seed)`` for the indices of ``sampler`` (a DistributedSampler):
+    sample i's augmentation in epoch e is seeded by ``augmentation_seed(seed, e, i)``, so it does not
+    depend on the rank, the number of ranks or loader workers, or on whether the run was resumed."""
+
+    def __init__(self, sampler: DistributedSampler, seed: int) -> None:
+        self.sampler, self.seed, self.epoch = sampler, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        for index in self.sampler:
+            yield int(index), augmentation_seed(self.seed, self.epoch, int(index))
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def seed_epoch(seed: int, rank: int, epoch: int) -> None:
+    """Reseed torch's (and Python's / NumPy's global) random state from (seed, rank, epoch): whatever
+    draws from them in the training step (dropout, sampling in a loss) repeats after a resume."""
+    import random
+
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed), int(rank), int(epoch), 0x5E6]).generate_state(2)
+    torch.manual_seed(int(state[0]))
+    random.seed(int(state[1]))
+    np.random.seed(int(state[1]))
+
+
+FAILURE_MARKER = "FAILED"
+
+
+def failure_marker(trial_dir: Path) -> Path:
+    """The file rank 0 writes when a run fails for a reason a restart cannot fix (non-finite loss):
+    the trial driver marks the MLflow run FAILED with its text and does not retry."""
+    return Path(trial_dir) / FAILURE_MARKER
+
+
+def _all_finite(value: torch.Tensor) -> bool:
+    """Whether ``value`` is finite on every rank (one tiny all-reduce: ranks must agree to stop together)."""
+    bad = torch.tensor([0.0 if bool(torch.isfinite(value.detach()).all()) else 1.0], dtype=torch.float64)
+    return bool(all_reduce_sum(bad).item() == 0)
+
+
+def _count_restart(trial_dir: Path) -> int:
+    """Rank 0: one more restart of this run from a checkpoint (worker group restarted, trial
+    retried, sweep resumed); the count lives in the trial folder, so it survives every kind."""
+    path = Path(trial_dir) / "RESTARTS"
+    try:
+        count = int(path.read_text().strip() or 0) + 1
+    except (OSError, ValueError):
+        count = 1
+    ckpt.write_text_atomic(str(path), f"{count}\n")
+    return count
 
 
 def stop_marker(storage_path: str, run_key: str) -> Path:
@@ -139,7 +199,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     train_ds, val_ds = build_datasets(run.dataset)
     num_classes, ignore_index = int(train_ds.num_classes), int(getattr(train_ds, "ignore_index", 255))
     class_names = list(train_ds.class_names)
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=t.seed, drop_last=True)
+    sampler = SeededSampler(DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=t.seed,
+                                               drop_last=True), t.seed)
     pin = device.type == "cuda"
     loader_workers = resolve_loader_workers(t.loader_workers, train_ds, pin, t.cpus_per_worker)
     train_loader = DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=True,
@@ -157,7 +218,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                            miou_classes=getattr(val_ds, "miou_classes", None), resources=config.get("resources") or {},
                            mean=getattr(val_ds, "mean", None) or IMAGENET_MEAN, std=getattr(val_ds, "std", None) or IMAGENET_STD)
 
-    start_epoch, best_miou, elapsed_before = 1, -1.0, 0.0
+    start_epoch, best_miou, elapsed_before, last_metrics = 1, -1.0, 0.0, {}
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:
@@ -166,13 +227,15 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_miou = int(state["epoch"]) + 1, float(state["best_miou"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
+        last_metrics = dict(state.get("metrics") or {})
     model = ray.train.torch.prepare_model(model)
 
-    tracker = TrialLogger(rank == 0, config.get("tracking_uri"), config.get("mlflow_run_id"))
-    if restored is not None:
+    tracker = TrialLogger(rank == 0, config.get("tracking_uri"), config.get("mlflow_run_id"), trial_dir=str(trial_dir))
+    if restored is not None and rank == 0:
+        restarts = _count_restart(trial_dir)
         tracker.set_tag("seglab.resumed_from_epoch", start_epoch - 1)
-        if rank == 0:
-            print(f"[{label}] resumed from checkpoint after epoch {start_epoch - 1}", flush=True)
+        tracker.set_tag("seglab.restarts", restarts)
+        print(f"[{label}] resumed from checkpoint after epoch {start_epoch - 1} (restart {restarts})", flush=True)
 
     from seglab.platform.viz import select_samples
 
@@ -182,6 +245,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     best_path = trial_dir / "best.pt"
     epoch_times = []
     marker = stop_marker(os.path.dirname(str(trial_dir)), trial_dir.name)
+    failure: Optional[str] = None
     for epoch in range(start_epoch, t.epochs + 1):
         if epoch > start_epoch and _stop_requested(marker):
             tracker.set_tag("seglab.stopped_early", "true")
@@ -195,6 +259,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                 raise RuntimeError(f"injected failure at the start of epoch {epoch} (trainer.fail_once_at_epoch)")
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
+        seed_epoch(t.seed, rank, epoch)
         model.train()
         sums: Dict[str, float] = {}
         seen = 0
@@ -207,6 +272,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             # the labels also go to the model: a model may train a label-conditioned part on them
             result = criterion(model(images, labels), labels)
+            if not _all_finite(result.total):
+                failure = f"non-finite loss at epoch {epoch} step {i + 1}"
+                break
             optimizer.zero_grad(set_to_none=True)
             result.total.backward()
             optimizer.step()
@@ -214,6 +282,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             seen += n
             for name, value in result.terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * n
+        if failure is not None:
+            break
         names = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums[k] for k in names] + [float(seen)], dtype=torch.float64))
         train_time = time.perf_counter() - t0
@@ -241,6 +311,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                     "epoch": epoch, "best_miou": best_miou, "val_miou": miou, "elapsed_s": elapsed,
                     "num_classes": num_classes, "class_names": class_names, "run": run.to_dict(),
                     "mlflow_run_id": config.get("mlflow_run_id"),
+                    "metrics": {k: float(v) for k, v in metrics.items()},
                 }
                 ckpt.save_atomic(state, os.path.join(folder, ckpt.CHECKPOINT_NAME))
                 if improved:
@@ -256,7 +327,17 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                 reported = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=reported)
 
+    if start_epoch > t.epochs and last_metrics:
+        # Restarted after its last checkpoint (e.g. a sweep resumed after its driver died between
+        # the trial's end and Tune's record of it): nothing to train, report the final metrics again.
+        ray.train.report(last_metrics)
     if rank == 0:
+        if failure is not None:
+            # Not raised: Ray Train would restart the worker group from the last checkpoint, which
+            # diverges again. The trial driver reads the marker, fails the trial and does not retry.
+            ckpt.write_text_atomic(str(failure_marker(trial_dir)), failure + "\n")
+            tracker.set_tag("seglab.failure", failure)
+            print(f"[{label}] FAILED: {failure} (the trial stops; lower trainer.lr or check the data)", flush=True)
         if best_path.exists():
             tracker.log_artifact(str(best_path), "checkpoints")
-        tracker.finish()
+        tracker.finish(status="FAILED" if failure is not None else "FINISHED")

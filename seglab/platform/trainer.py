@@ -16,7 +16,11 @@ from seglab.platform import methods, tracking
 from seglab.platform.build import validate_run
 from seglab.platform.config import RunConfig, flatten
 from seglab.platform.quiet import env_defaults, quiet
-from seglab.platform.train_loop import train_loop_per_worker
+from seglab.platform.train_loop import failure_marker, train_loop_per_worker
+
+
+class TrialFailed(RuntimeError):
+    """A trial failed for a reason a restart cannot fix (e.g. a non-finite loss); not retried."""
 
 
 def resolve_use_gpu(use_gpu: Any, cluster_gpus: float) -> bool:
@@ -65,13 +69,17 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     tracking.client(ctx["tracking_uri"]).log_batch(run_id, metrics=_static_metrics(summary))
     trial_dir = Path(ctx["storage_path"]) / key
     trial_dir.mkdir(parents=True, exist_ok=True)
+    _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])  # a retried or resumed trial that diverged
     use_gpu = bool(ctx.get("use_gpu", False))
     resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     callbacks = _tune_callbacks()
     print(f"[{label}] starting: {t.num_workers} worker(s) x {t.epochs} epochs, "
           f"{summary.params / 1e6:.2f}M params, {summary.gflops:.1f} GFLOPs", flush=True)
+    from seglab.platform import raylocal
+
     trainer = TorchTrainer(
         train_loop_per_worker,
+        torch_config=raylocal.loopback_torch_config(),  # DDP's rendezvous on 127.0.0.1 on a one-node cluster
         train_loop_config={
             "run": run.to_dict(), "trial_dir": str(trial_dir), "tracking_uri": ctx["tracking_uri"],
             "mlflow_run_id": run_id, "threads": max(1, int(math.floor(t.cpus_per_worker))),
@@ -93,11 +101,25 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     except BaseException:
         tracking.set_terminated(run_id, "FAILED", ctx["tracking_uri"])
         raise
+    _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])
     best = (result.metrics or {}).get("best_val_miou", float("nan"))
     print(f"[{label}] done: best val mIoU {best:.4f}", flush=True)
     # The final result repeats the last epoch's metrics: Tune's schedulers and searchers expect
     # their metric (e.g. val_miou) in every result a trial returns.
     return {**(result.metrics or {}), "best_val_miou": best, "mlflow_run_id": run_id}
+
+
+def _raise_if_failed(trial_dir: Path, run_id: str, label: str, uri: str) -> None:
+    """A run whose workers wrote the failure marker: MLflow status FAILED with tag
+    ``seglab.failure``, then :class:`TrialFailed` (the sweep goes on with its other trials)."""
+    marker = failure_marker(trial_dir)
+    if not marker.is_file():
+        return
+    reason = marker.read_text().strip()
+    c = tracking.client(uri)
+    c.set_tag(run_id, "seglab.failure", reason)
+    c.set_terminated(run_id, status="FAILED")
+    raise TrialFailed(f"{label}: {reason}")
 
 
 def _static_metrics(summary):

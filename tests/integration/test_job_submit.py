@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from seglab.platform import tracking
+from seglab.platform import raylocal, tracking
 
 from .conftest import REPO, TINY_OVERRIDES, free_port
 
@@ -28,13 +28,10 @@ def _env(tmp_path):
 def test_ray_job_submit_runs_the_sweep(tmp_path):
     env = _env(tmp_path)
     ray_tmp = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")  # AF_UNIX socket paths must stay < 108 bytes
-    gcs, dash = free_port(), free_port()
-    start = subprocess.run(
-        [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
-         f"--temp-dir={ray_tmp}"],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert start.returncode == 0, start.stderr[-2000:]
+    gcs, dash, client = free_port(), free_port(), free_port()
+    # the demo's `ray start --head` (every socket on 127.0.0.1), on free ports
+    session = raylocal.start_head(port=gcs, dashboard_port=dash, num_cpus=2, temp_dir=ray_tmp, client_port=client,
+                                  env=env, timeout=120)
     try:
         runtime_env = json.dumps({
             "env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE")},
@@ -51,7 +48,7 @@ def test_ray_job_submit_runs_the_sweep(tmp_path):
         assert "succeeded" in log.lower(), log[-4000:]
         assert "hrnet_w18_small_v1" in log and "val mIoU" in log
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        raylocal.stop_head(session)  # this cluster only (`ray stop` would end everyone's)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     client = tracking.client(env["MLFLOW_TRACKING_URI"])

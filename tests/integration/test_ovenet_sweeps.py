@@ -5,6 +5,8 @@
 * ``sweep=ovenet_kappa_lambda_tau``: Optuna proposes (κ, λ, τ), ASHA stops weak trials, the
   baseline always runs the full schedule.
 """
+import time
+
 import cv2
 import numpy as np
 import torch
@@ -25,9 +27,21 @@ SMALLEST = [
 
 
 def test_ablation_sweep_runs_seven_variants_and_the_baseline(ray_cluster, mlflow_store, tmp_path):
-    base, sweep_dict = compose(SMALLEST + ["sweep=ovenet_ablation", "trainer.epochs=1", "sweep.experiment=ablation"])
+    """Also the reliability issue's R6: 8 trials with fractional resources (0.4 CPU per worker, so
+    4 trials at a time on 2 CPUs) finish with no deadlock and leave no placement group behind."""
+    from ray.util.placement_group import placement_group_table
+
+    base, sweep_dict = compose(SMALLEST + ["sweep=ovenet_ablation", "trainer.epochs=1", "sweep.experiment=ablation",
+                                           "trainer.cpus_per_worker=0.4"])
     result = run_sweep(base, SweepConfig.from_dict(sweep_dict), storage_root=str(tmp_path / "runs"))
     assert result.errors == []
+    left = []
+    for _ in range(60):  # Ray removes a finished trial's placement group asynchronously
+        left = [pg for pg in placement_group_table().values() if pg.get("state") != "REMOVED"]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert left == [], f"placement groups left after the sweep: {left}"
     client = tracking.client(mlflow_store)
     children = {c.data.tags["seglab.label"]: c for c in tracking.child_runs(result.parent_run_id, mlflow_store)}
     assert len(children) == 8 and all(c.info.status == "FINISHED" for c in children.values())

@@ -1,7 +1,7 @@
 """A real 2-trial sweep (HRNet baseline + OVeNet), 2 DDP workers each, on a local Ray cluster.
 
-Each trial is made to crash once at the start of epoch 2 (trainer.fail_once_at_epoch) so the run
-must resume from its epoch-1 checkpoint into the same MLflow run.
+Resuming after faults (an exception, a killed worker, a killed driver) is tested in test_faults.py
+and test_sweep_resume.py.
 """
 import torch
 
@@ -12,8 +12,8 @@ from seglab.platform.sweep import SweepConfig, run_sweep
 from .conftest import TINY_OVERRIDES, compose
 
 
-def test_two_trial_sweep_logs_nested_runs_and_resumes(ray_cluster, mlflow_store, tmp_path):
-    base, sweep_dict = compose(TINY_OVERRIDES + ["trainer.fail_once_at_epoch=2", "sweep.experiment=itest"])
+def test_two_trial_sweep_logs_nested_runs(ray_cluster, mlflow_store, tmp_path):
+    base, sweep_dict = compose(TINY_OVERRIDES + ["sweep.experiment=itest"])
     sweep = SweepConfig.from_dict(sweep_dict)
     result = run_sweep(base, sweep, storage_root=str(tmp_path / "runs"))
     assert result.errors == []
@@ -31,10 +31,8 @@ def test_two_trial_sweep_logs_nested_runs_and_resumes(ray_cluster, mlflow_store,
         run_id = child.info.run_id
         assert child.info.status == "FINISHED"
         assert child.data.tags[tracking.PARENT_TAG] == result.parent_run_id
-        # resumed after epoch 1 into the same run: each epoch logged exactly once
         steps = sorted(m.step for m in client.get_metric_history(run_id, "val_miou"))
         assert steps == [1, 2]
-        assert child.data.tags.get("seglab.resumed_from_epoch") == "1"
         assert 0.0 <= child.data.metrics["val_miou"] <= 1.0
         assert int(child.data.params["model.params"]) > 100_000
         assert child.data.metrics["gflops"] > 0
