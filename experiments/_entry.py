@@ -34,6 +34,9 @@ def split_config(cfg: DictConfig) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         raise ConfigError(f"{key + ': ' if key else ''}{_first_line(exc)}") from None
     assert isinstance(container, dict)
     sweep = container.pop("sweep", {}) or {}
+    cluster = container.pop("cluster", None)  # where the sweep runs (experiments/conf/cluster/)
+    if cluster is not None:
+        sweep["cluster"] = cluster
     return container, sweep
 
 

@@ -77,7 +77,7 @@ elif ! is_loopback_bind; then
 fi
 
 # Which Python runs MLflow: the interpreter beside the `mlflow` executable (a venv or the image's).
-MLFLOW_BIN=$(command -v mlflow) || die "mlflow is not on PATH (install mlflow[auth] and, for PostgreSQL, psycopg2)"
+MLFLOW_BIN=$(command -v mlflow) || die "mlflow is not on PATH (install mlflow[auth], and psycopg[binary] for PostgreSQL)"
 PYTHON="$(dirname "$MLFLOW_BIN")/python"
 [[ -x $PYTHON ]] || PYTHON=$(command -v python3)
 "$PYTHON" -c 'import flask_wtf' 2>/dev/null || die "basic auth needs the mlflow[auth] extra (Flask-WTF is missing)"
@@ -105,7 +105,7 @@ while True:
             conn.exec_driver_sql("SELECT 1")
         break
     except ImportError as e:
-        sys.exit(f"serve.sh: no PostgreSQL driver for {where} ({e}); install psycopg2-binary")
+        sys.exit(f"serve.sh: no PostgreSQL driver for {where} ({e}); install psycopg[binary] (the driver SQLAlchemy 2.1 uses for postgresql://)")
     except Exception as e:  # noqa: BLE001 - OperationalError and friends: report the first line
         msg = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "authentication failed" in msg or ("database" in msg and "does not exist" in msg):

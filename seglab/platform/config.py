@@ -17,6 +17,7 @@ from seglab.errors import ConfigError, check
 _MODEL_RESERVED = ("name", "pretrained", "body_checkpoint", "freeze_bn")
 _DATASET_RESERVED = ("name", "train", "val")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+LOG_CHECKPOINTS = ("best", "last", "none")
 
 
 def _is_int(value: Any) -> bool:
@@ -128,6 +129,9 @@ class TrainerConfig:
     trimap_widths: Tuple[int, ...] = (1, 2, 3, 5, 7, 10, 15, 20)
     # Testing hook: crash rank 0 once at the start of this epoch (1-based) to exercise resume.
     fail_once_at_epoch: Optional[int] = None
+    # Which checkpoint becomes an MLflow artifact of the run (through the tracking server's
+    # artifact proxy when MLFLOW_TRACKING_URI is a server): best (by val mIoU) | last | none.
+    log_checkpoints: str = "best"
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainerConfig":
@@ -175,6 +179,8 @@ class TrainerConfig:
         check(t.loader_workers == "auto" or (isinstance(t.loader_workers, int) and not isinstance(t.loader_workers, bool)
                                              and t.loader_workers >= 0),
               f"trainer.loader_workers must be auto or an integer >= 0 (got {t.loader_workers!r})")
+        check(t.log_checkpoints in LOG_CHECKPOINTS, f"trainer.log_checkpoints must be one of "
+                                                    f"{', '.join(LOG_CHECKPOINTS)} (got {t.log_checkpoints!r})")
         check(t.use_gpu in (True, False, "auto"), f"trainer.use_gpu must be true, false or auto (got {t.use_gpu!r})")
         check(len(t.flops_input_size) == 2 and min(t.flops_input_size) > 0,
               f"trainer.flops_input_size must be [H, W] with positive sizes (got {list(t.flops_input_size)})")

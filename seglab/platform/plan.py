@@ -62,6 +62,9 @@ class SweepConfig:
     dry_run: bool = False  # validate and print the plan, start nothing
     # true: continue the latest interrupted run of this sweep (same config); or a sweep folder path
     resume: Any = False
+    # where it runs (experiments/conf/cluster/*.yaml): name, storage_path (root of the sweep
+    # folders, shared by every node), tracking_uri (null: $MLFLOW_TRACKING_URI)
+    cluster: Dict[str, Any] = field(default_factory=dict)
     # Baseline sweeps: one trial per model (a name or {name: ..., <option>: ...}), same loss and
     # schedule; the first is the reference row of the comparison. Excludes a search space.
     models: Optional[List[Any]] = None
@@ -94,6 +97,7 @@ class SweepConfig:
               f"sweep.experiment must be the name of an MLflow experiment (got {s.experiment!r})")
         check(s.baseline_model is None or isinstance(s.baseline_model, str),
               f"sweep.baseline_model must be null or a model name (got {s.baseline_model!r})")
+        _check_cluster(s.cluster)
         check(isinstance(s.resume, bool) or (isinstance(s.resume, str) and s.resume.strip()),
               f"sweep.resume must be true, false or the path of a sweep folder (got {s.resume!r})")
         for name, values in s.space.items():
@@ -117,6 +121,22 @@ class SweepConfig:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+CLUSTER_KEYS = ("name", "storage_path", "tracking_uri")
+
+
+def _check_cluster(cluster: Any) -> None:
+    check(isinstance(cluster, dict), f"cluster must be a mapping of {', '.join(CLUSTER_KEYS)} (got {cluster!r})")
+    extra = sorted(set(cluster) - set(CLUSTER_KEYS))
+    check(not extra, f"unknown key cluster.{extra[0] if extra else ''}; allowed: {', '.join(CLUSTER_KEYS)}")
+    for key in ("storage_path", "tracking_uri"):
+        value = cluster.get(key)
+        check(value is None or (isinstance(value, str) and value.strip()),
+              f"cluster.{key} must be null or a non-empty string (got {value!r})")
+    path = cluster.get("storage_path")
+    check(path is None or "://" not in path, f"cluster.storage_path must be a POSIX path that every node mounts "
+                                             f"(EFS, Filestore, NFS, GCS FUSE), not a URI (got {path!r})")
 
 
 def _check_asha(asha: Any) -> None:

@@ -13,12 +13,14 @@ import os
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
-from seglab.platform import methods, tracking
+from seglab.platform import gpu_monitor, methods, tracking
 
 HEAD_COLUMNS = [("", "mark"), ("trial", "label"), ("method", "method")]
 SCORE_COLUMNS = [("val mIoU", "best_val_miou"), ("Δ vs base", "delta"), ("pixel acc", "val_pixel_acc")]
-TAIL_COLUMNS = [("params (M)", "params_m"), ("GFLOPs", "gflops"), ("wall (s)", "wall_s"), ("status", "status")]
-CSV_KEYS = ["best_val_miou", "delta", "val_pixel_acc", "params_m", "gflops", "wall_s", "epochs", "status", "run_id"]
+TAIL_COLUMNS = [("params (M)", "params_m"), ("GFLOPs", "gflops"), ("wall (s)", "wall_s"),
+                ("GPU util %", "gpu_util_pct"), ("GPU-hours", "gpu_hours"), ("status", "status")]
+CSV_KEYS = ["best_val_miou", "delta", "val_pixel_acc", "params_m", "gflops", "wall_s", "gpu_util_pct", "gpu_hours",
+            "epochs", "status", "run_id"]
 
 
 def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -47,6 +49,7 @@ def collect(parent_run_id: str, uri: Optional[str] = None) -> List[Dict[str, Any
             "failed": run.info.status == "FAILED",
             "stopped_early": tags.get("seglab.stopped_early") == "true",
             "model": tags.get("seglab.model", ""), "methods": tuple(used),
+            **gpu_monitor.report_fields(m),  # "GPU util %" (mean over ranks), "GPU-hours"; None on CPU
         }
         for name in used:
             row.update(methods.get(name).row_fields(p, m, tags))

@@ -215,18 +215,28 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
               f"{', '.join(sorted(sweep.space))}" + (", ASHA early stopping" if sweep.scheduler == "asha" else ""),
               flush=True)
 
+    cluster = sweep.cluster or {}
+    if cluster.get("tracking_uri"):  # the cluster's tracking server (experiments/conf/cluster/)
+        os.environ["MLFLOW_TRACKING_URI"] = str(cluster["tracking_uri"])
     uri = tracking.tracking_uri()
-    root = Path(storage_root or (tracking.home() / "runs")).resolve()
+    root = Path(storage_root or cluster.get("storage_path") or (tracking.home() / "runs")).resolve()
     resumed = find_resumable(root, base, sweep, uri)  # a one-line error before Ray, like validation
     experiment_id = tracking.ensure_experiment(sweep.experiment, uri)  # once, in the driver
     if not ray.is_initialized():
         from seglab.platform.raylocal import init_ray
 
-        init_ray()  # RAY_ADDRESS's cluster, the one the last `ray start` recorded, or a new one on 127.0.0.1 only
+        # RAY_ADDRESS's cluster, the one the last `ray start` recorded, or a new one on 127.0.0.1 only;
+        # outside a Ray job (whose runtime env sets them), the trials' actors get the tracking
+        # server's address and credentials from this driver
+        env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", *tracking.CREDENTIAL_VARS) if os.environ.get(k)}
+        in_job = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray for a submitted job's driver
+        init_ray(**({"runtime_env": {"env_vars": env}} if env and not in_job else {}))
     sized = runs or [run_for_point(base, representative_point(sweep))]
     concurrent, use_gpu = plan_resources(sized, ray.cluster_resources(), sweep.max_concurrent_trials, total=total)
     t = sized[0].trainer
     wait_for_free_cpus(TRIAL_DRIVER_CPU + t.num_workers * t.cpus_per_worker)
+    root.mkdir(parents=True, exist_ok=True)
+    check_shared_storage(root)  # every node must see the sweep folders (checkpoints, resume)
     if resumed is not None:
         storage, state = resumed
         parent_id = state["parent_run_id"]
@@ -289,6 +299,54 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     tracking.set_terminated(parent_id, "FAILED" if errors else "FINISHED", uri)
     _write_state(storage, {**state, "status": "FAILED" if errors else "FINISHED"})
     return SweepResult(parent_id, experiment_id, rows, table, str(storage), errors)
+
+
+def check_shared_storage(root: Path, timeout_s: float = 120.0) -> None:
+    """On a cluster of several nodes: every node must read and write ``root`` (Ray Train keeps
+    checkpoints there, trials resume from it on any node). One task per node reads a token file
+    the driver wrote and writes its own; a node that cannot fails the sweep with one line naming
+    the path and the node, before any trial starts. A single node always passes."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2:
+        return
+    token = uuid.uuid4().hex
+    probe = root / f".storage-check-{token}"
+    probe.write_text(token)
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def look(path: str, expected: str, node: str) -> bool:
+        try:
+            if Path(path).read_text() != expected:
+                return False
+            Path(f"{path}.{node}").write_text(expected)
+            return True
+        except OSError:
+            return False
+
+    try:
+        refs = [look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(probe), token, n["NodeID"][:12]) for n in nodes]
+        seen = ray.get(refs, timeout=timeout_s)
+        bad = [f"{n['NodeManagerAddress']} ({n['NodeID'][:12]})" for n, ok in zip(nodes, seen)
+               if not (ok and _holds(Path(f"{probe}.{n['NodeID'][:12]}"), token))]
+    finally:
+        for f in root.glob(f"{probe.name}*"):
+            f.unlink(missing_ok=True)
+    check(not bad, f"storage path {root} is not shared: node(s) {', '.join(bad)} cannot read or write it; mount one "
+                   f"shared file system (EFS, Filestore, NFS, GCS FUSE) at the same path on every node and set "
+                   f"cluster.storage_path to it (infra/README.md)")
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_text() == text
+    except OSError:
+        return False
 
 
 def wait_for_free_cpus(needed: float, timeout_s: float = 30.0) -> None:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 PARENT_TAG = "mlflow.parentRunId"
+#: A tracking server's credentials (basic auth or a token): forwarded to Ray's workers, which do
+#: not inherit the driver's environment (they show in the Ray dashboard's job view: keep it private).
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 TRIAL_KEY_TAG = "seglab.trial_key"
 
 

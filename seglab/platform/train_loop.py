@@ -26,6 +26,7 @@ from seglab.platform.build import build_datasets, build_loss, build_model
 from seglab.platform.config import RunConfig
 from seglab.platform.evaluation import EvalContext, Evaluator, SegmentationEvaluator, all_reduce_sum, evaluate
 from seglab.platform.quiet import quiet, quiet_train_worker
+from seglab.platform.gpu_monitor import start_gpu_monitor
 from seglab.platform.trial_log import TrialLogger
 
 
@@ -178,6 +179,30 @@ def _log_pictures(model, dataset, indices, epoch, tracker, method_set: methods.M
             tracker.log_artifacts(folder, f"viz/epoch_{epoch:03d}")
 
 
+def _log_checkpoint(which: str, best_path: Path, last_state: Optional[Dict[str, Any]], trial_dir: Path,
+                    tracker: TrialLogger) -> None:
+    """Rank 0, at the end: ``trainer.log_checkpoints`` -> the run's ``checkpoints/best.pt`` or
+    ``checkpoints/last.pt`` artifact (through the tracking server's artifact proxy when it is a
+    server; an upload that fails is retried and reported by the logger), or nothing."""
+    if which == "best" and best_path.exists():
+        tracker.log_artifact(str(best_path), "checkpoints")
+    elif which == "last" and last_state is not None:
+        last = trial_dir / "last.pt"
+        ckpt.save_atomic(last_state, str(last))
+        tracker.log_artifact(str(last), "checkpoints")
+
+
+def _tag_nodes(tracker: TrialLogger, world: int) -> None:
+    """Tag ``seglab.num_nodes``: on how many Ray nodes this run's workers are (after each (re)start)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    nodes = [node] * world
+    if dist.is_available() and dist.is_initialized() and world > 1:
+        dist.all_gather_object(nodes, node)
+    tracker.set_tag("seglab.num_nodes", len(set(nodes)))
+
+
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
     """Entry point of every Ray Train worker; ``config`` is plain data (see trainer.py)."""
     import ray.train
@@ -218,7 +243,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                            miou_classes=getattr(val_ds, "miou_classes", None), resources=config.get("resources") or {},
                            mean=getattr(val_ds, "mean", None) or IMAGENET_MEAN, std=getattr(val_ds, "std", None) or IMAGENET_STD)
 
-    start_epoch, best_miou, elapsed_before, last_metrics = 1, -1.0, 0.0, {}
+    start_epoch, best_miou, elapsed_before, last_metrics, last_state = 1, -1.0, 0.0, {}, None
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:
@@ -228,9 +253,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         start_epoch, best_miou = int(state["epoch"]) + 1, float(state["best_miou"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
         last_metrics = dict(state.get("metrics") or {})
+        last_state = state
     model = ray.train.torch.prepare_model(model)
 
     tracker = TrialLogger(rank == 0, config.get("tracking_uri"), config.get("mlflow_run_id"), trial_dir=str(trial_dir))
+    _tag_nodes(tracker, world)
+    gpu = start_gpu_monitor(rank, device, tracker, config, step_offset_s=elapsed_before)  # this worker's GPU(s)
     if restored is not None and rank == 0:
         restarts = _count_restart(trial_dir)
         tracker.set_tag("seglab.resumed_from_epoch", start_epoch - 1)
@@ -314,6 +342,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                     "metrics": {k: float(v) for k, v in metrics.items()},
                 }
                 ckpt.save_atomic(state, os.path.join(folder, ckpt.CHECKPOINT_NAME))
+                last_state = state
                 if improved:
                     ckpt.save_atomic(state, str(best_path))
                 tracker.log_metrics(metrics, step=epoch)
@@ -331,6 +360,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         # Restarted after its last checkpoint (e.g. a sweep resumed after its driver died between
         # the trial's end and Tune's record of it): nothing to train, report the final metrics again.
         ray.train.report(last_metrics)
+    gpu.stop()  # every rank, also after a non-finite loss; before rank 0's tracker.finish() (its summary goes there)
     if rank == 0:
         if failure is not None:
             # Not raised: Ray Train would restart the worker group from the last checkpoint, which
@@ -338,6 +368,5 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             ckpt.write_text_atomic(str(failure_marker(trial_dir)), failure + "\n")
             tracker.set_tag("seglab.failure", failure)
             print(f"[{label}] FAILED: {failure} (the trial stops; lower trainer.lr or check the data)", flush=True)
-        if best_path.exists():
-            tracker.log_artifact(str(best_path), "checkpoints")
+        _log_checkpoint(t.log_checkpoints, best_path, last_state, trial_dir, tracker)
         tracker.finish(status="FAILED" if failure is not None else "FINISHED")

@@ -31,7 +31,7 @@ def worker_env(tracking_uri: str) -> Dict[str, str]:
     """Environment for Ray workers (they inherit the Ray node's env, not the driver's)."""
     env = env_defaults()
     env["MLFLOW_TRACKING_URI"] = tracking_uri
-    for key in ("SEGLAB_HOME", "SEGLAB_ARTIFACT_ROOT"):
+    for key in ("SEGLAB_HOME", "SEGLAB_ARTIFACT_ROOT", *tracking.CREDENTIAL_VARS):
         if os.environ.get(key):
             env[key] = os.environ[key]
     return env
@@ -102,6 +102,9 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
         tracking.set_terminated(run_id, "FAILED", ctx["tracking_uri"])
         raise
     _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])
+    from seglab.platform.gpu_monitor import log_trial_summary
+
+    log_trial_summary(run_id, ctx["tracking_uri"])  # gpu_util_pct, gpu_hours (nothing on CPU)
     best = (result.metrics or {}).get("best_val_miou", float("nan"))
     print(f"[{label}] done: best val mIoU {best:.4f}", flush=True)
     # The final result repeats the last epoch's metrics: Tune's schedulers and searchers expect
