@@ -17,10 +17,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 # mlflow pinned to the version the project tests with; its own dependencies (SQLAlchemy, alembic,
 # Flask ...) held to the same pins through constraints.txt. `auth` brings Flask-WTF (basic auth), `db`
-# the PostgreSQL drivers; boto3 talks to S3 (or an S3-compatible store via MLFLOW_S3_ENDPOINT_URL).
+# the PostgreSQL drivers (SQLAlchemy 2.1 uses psycopg 3 for postgresql:// URLs); boto3 talks to S3
+# (or an S3-compatible store via MLFLOW_S3_ENDPOINT_URL).
 COPY constraints.txt /tmp/constraints.txt
 RUN pip install --no-cache-dir -c /tmp/constraints.txt \
-        "mlflow[auth,db]==3.17.2" "boto3==1.44.8" "psycopg2-binary==2.9.13" \
+        "mlflow[auth,db]==3.17.2" "boto3==1.44.8" "psycopg[binary]==3.3.9" \
     && rm /tmp/constraints.txt
 
 # An unprivileged user; /var/lib/mlflow/artifacts is where a single-machine set-up (docker compose)
