@@ -46,6 +46,34 @@ def _epochs(client, run_id):
     return {m.step for m in client.get_metric_history(run_id, "val_miou")}
 
 
+def _check_what_the_sweep_logged(client, parent_id, children, stdout, tmp_path):
+    """The resumed sweep's outputs are a normal sweep's: nested runs with params, metrics, the best
+    checkpoint as an artifact that loads back, the comparison on the parent run."""
+    import torch
+
+    from seglab.platform import checkpoint as ckpt
+
+    by_model = {c.data.tags["seglab.model"]: c for c in children}
+    assert set(by_model) == {"hrnet_w18_small_v1", "ovenet_hrnet_w18_small_v1"}
+    assert by_model["hrnet_w18_small_v1"].data.tags["seglab.baseline"] == "true"
+    for child in children:
+        assert child.data.tags[tracking.PARENT_TAG] == parent_id
+        assert 0.0 <= child.data.metrics["val_miou"] <= 1.0
+        assert int(child.data.params["model.params"]) > 100_000 and child.data.metrics["gflops"] > 0
+        assert "train_loss" in child.data.metrics and "images_per_s" in child.data.metrics
+        local = client.download_artifacts(child.info.run_id, "checkpoints/best.pt", str(tmp_path / child.info.run_id))
+        state, model = ckpt.load(local), ckpt.load_model(local)
+        assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
+        assert model(torch.randn(1, 3, 32, 64)).logits.shape == (1, state["num_classes"], 8, 16)
+    ovenet = by_model["ovenet_hrnet_w18_small_v1"].data
+    for term in ("train_loss_final", "train_loss_seed", "train_loss_initial", "train_loss_conf", "val_miou_initial"):
+        assert term in ovenet.metrics
+    assert float(ovenet.params["loss.kappa"]) == 0.5
+    table = [line for line in stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 3 and sum(line.startswith("| *") for line in table) == 1  # header + 2 rows, baseline marked
+    assert {"comparison.md", "comparison.csv", "val_miou_curves.png"} <= {a.path for a in client.list_artifacts(parent_id)}
+
+
 def test_r2_killed_driver_and_stopped_job_resume_the_same_sweep(ray_cluster, mlflow_store, tmp_path):
     from ray._private.worker import global_worker
     from ray.util.placement_group import placement_group_table
@@ -114,5 +142,6 @@ def test_r2_killed_driver_and_stopped_job_resume_the_same_sweep(ray_cluster, mlf
     assert kids[resumed.info.run_id].data.tags["seglab.restarts"] == "2"
     state = json.loads(next((tmp_path / "runs").glob("ovenet_vs_hrnet-*/sweep.json")).read_text())
     assert state["status"] == "FINISHED" and state["parent_run_id"] == sweeps[0].info.run_id
+    _check_what_the_sweep_logged(client, sweeps[0].info.run_id, list(kids.values()), final.stdout, tmp_path)
     print(f"R2: placement groups released {released_s:.1f} s after the SIGKILL; final resume ran "
           f"{time.monotonic() - t0:.0f} s")
