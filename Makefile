@@ -6,6 +6,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 UI_PORT ?= 5000
 PYTEST_ARGS ?=
+# Test modules run on this many pytest-xdist workers (one module per worker: a module shares one Ray
+# cluster). Most of a Ray test is waiting for processes to start, so 2 workers fit 2 cores.
+TEST_WORKERS ?= 2
 
 # No Ray token auth (a local ray.init() would otherwise write ~/.ray/auth_token and turn it on for the
 # next ray start, failing ray job submit). Safe because every Ray cluster seglab starts listens on
@@ -36,13 +39,13 @@ demo: setup  ## the OVeNet-vs-HRNet sweep on the embedded data set, via `ray job
 	@bash scripts/demo.sh $(ARGS)
 
 test: setup  ## the whole test suite (unit + integration with a real Ray cluster and MLflow store)
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup
-	@$(VENV)/bin/python -m pytest -m "not integration" $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not integration" $(PYTEST_ARGS)
 
 test-integration: setup
-	@$(VENV)/bin/python -m pytest -m integration $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m integration $(PYTEST_ARGS)
 
 ui: setup  ## MLflow UI on 127.0.0.1 over the same store
 	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (store $(MLFLOW_TRACKING_URI))"
