@@ -57,8 +57,12 @@ def load(path: str) -> Dict[str, Any]:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP/DataParallel wrapper."""
-    return getattr(model, "module", model)
+    """The module inside DDP/DataParallel and ``torch.compile`` wrappers (in any order)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def load_model(path: str) -> nn.Module:

@@ -18,6 +18,7 @@ _MODEL_RESERVED = ("name", "pretrained", "body_checkpoint", "freeze_bn")
 _DATASET_RESERVED = ("name", "train", "val")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOG_CHECKPOINTS = ("best", "last", "none")
+PRECISIONS = ("fp32", "bf16", "fp16")  # seglab.platform.speed (not imported here: config stays light)
 
 
 def _is_int(value: Any) -> bool:
@@ -132,6 +133,12 @@ class TrainerConfig:
     # Which checkpoint becomes an MLflow artifact of the run (through the tracking server's
     # artifact proxy when MLFLOW_TRACKING_URI is a server): best (by val mIoU) | last | none.
     log_checkpoints: str = "best"
+    # Speed (seglab/platform/speed.py): autocast dtype fp32 | bf16 | fp16 (+ GradScaler), NHWC
+    # weights and inputs, torch.compile (eager fallback), SyncBatchNorm for DDP on GPUs.
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainerConfig":
@@ -179,6 +186,10 @@ class TrainerConfig:
         check(t.loader_workers == "auto" or (isinstance(t.loader_workers, int) and not isinstance(t.loader_workers, bool)
                                              and t.loader_workers >= 0),
               f"trainer.loader_workers must be auto or an integer >= 0 (got {t.loader_workers!r})")
+        check(t.precision in PRECISIONS, f"trainer.precision must be one of {', '.join(PRECISIONS)} "
+                                         f"(got {t.precision!r})")
+        for key in ("channels_last", "compile", "sync_bn"):
+            check(isinstance(getattr(t, key), bool), f"trainer.{key} must be true or false (got {getattr(t, key)!r})")
         check(t.log_checkpoints in LOG_CHECKPOINTS, f"trainer.log_checkpoints must be one of "
                                                     f"{', '.join(LOG_CHECKPOINTS)} (got {t.log_checkpoints!r})")
         check(t.use_gpu in (True, False, "auto"), f"trainer.use_gpu must be true, false or auto (got {t.use_gpu!r})")

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, augmentation_seed
 from seglab.platform import checkpoint as ckpt
-from seglab.platform import methods
+from seglab.platform import methods, speed
 from seglab.platform.build import build_datasets, build_loss, build_model
 from seglab.platform.config import RunConfig
 from seglab.platform.evaluation import EvalContext, Evaluator, SegmentationEvaluator, all_reduce_sum, evaluate
@@ -254,7 +254,11 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         elapsed_before = float(state.get("elapsed_s", 0.0))
         last_metrics = dict(state.get("metrics") or {})
         last_state = state
+    model = speed.prepare_model(model, device, channels_last=t.channels_last, sync_bn=t.sync_bn, distributed=world > 1,
+                                say=(lambda m: print(f"[{label}] {m}", flush=True)) if rank == 0 else (lambda m: None))
     model = ray.train.torch.prepare_model(model)
+    model = speed.compile_model(model, t.compile, say=lambda m: print(f"[{label}] {m}", flush=True))
+    forward_context, scaler = speed.autocast(t.precision, device), speed.grad_scaler(t.precision, device)
 
     tracker = TrialLogger(rank == 0, config.get("tracking_uri"), config.get("mlflow_run_id"), trial_dir=str(trial_dir))
     _tag_nodes(tracker, world)
@@ -298,14 +302,15 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images = speed.to_input(images, t.channels_last)
             # the labels also go to the model: a model may train a label-conditioned part on them
-            result = criterion(model(images, labels), labels)
+            with forward_context():
+                result = criterion(model(images, labels), labels)
             if not _all_finite(result.total):
                 failure = f"non-finite loss at epoch {epoch} step {i + 1}"
                 break
             optimizer.zero_grad(set_to_none=True)
-            result.total.backward()
-            optimizer.step()
+            speed.backward_step(result.total, optimizer, scaler)
             n = images.shape[0]
             seen += n
             for name, value in result.terms.items():

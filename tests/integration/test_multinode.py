@@ -89,7 +89,8 @@ def _sweep(nodes, tmp_path, *overrides):
 def test_a_two_worker_trial_spans_two_nodes_and_resumes_from_the_shared_path(three_nodes, tmp_path):
     shared = tmp_path / "shared"
     done, uri = _sweep(three_nodes, tmp_path, "trainer.epochs=4", "trainer.fail_once_at_epoch=2",
-                       f"cluster.storage_path={shared}", "trainer.log_checkpoints=last")
+                       f"cluster.storage_path={shared}", "trainer.log_checkpoints=last",
+                       "trainer.precision=bf16", "trainer.channels_last=true")  # DDP in bf16, NHWC
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     client = tracking.client(uri)
     exp = client.get_experiment_by_name("multinode")
@@ -100,6 +101,7 @@ def test_a_two_worker_trial_spans_two_nodes_and_resumes_from_the_shared_path(thr
     # the review bug: the injected failure's marker was taken for the early-stop marker, so a run failing
     # at epoch 2 of 4 stopped after epoch 3, tagged stopped_early; now it trains all 4 epochs
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_miou")) == [1, 2, 3, 4]
+    assert run.data.params["trainer.precision"] == "bf16" and run.data.metrics["train_loss"] == run.data.metrics["train_loss"]
     assert "seglab.stopped_early" not in run.data.tags
     # checkpoints and the sweep folder live on the shared path, not a node's default folder
     assert list(shared.glob("baselines-*/train/train-*/checkpoint_*/checkpoint.pt"))
