@@ -53,7 +53,7 @@ ui: setup  ## MLflow UI on 127.0.0.1 over the same store
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 bench: setup
-	@for f in benchmarks/*.py; do $(VENV)/bin/python $$f || exit 1; done
+	@$(VENV)/bin/python benchmarks/run_all.py $(ARGS)
 
 clean:
 	rm -rf runs outputs mlartifacts mlflow.db

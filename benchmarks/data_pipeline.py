@@ -2,7 +2,8 @@
 
     python benchmarks/data_pipeline.py [--images 12] [--workers 0,1,2] [--batch 2] [--epochs 2]
                                        [--models hrnet_w18_small_v1,ovenet_hrnet_w18_small_v1]
-                                       [--steps 2] [--device cpu|cuda] [--keep DIR]
+                                       [--steps 2] [--repeats 3] [--device cpu|cuda] [--keep DIR]
+                                       [--quick] [--markdown PATH]
 
 Writes a Cityscapes fixture at full resolution (1024x2048, official layout) to a temporary folder,
 then times the training pipeline -- PNG decode + label mapping + HRNet-protocol augmentation (long
@@ -15,12 +16,16 @@ Next to it, the training-step rate (forward + backward + SGD step, median of ``-
 model at batch ``--batch`` of 512x1024 on ``--device``, on batches from the same pipeline. Prints
 images/s and the ratio pipeline / step for each model: above 1 the pipeline keeps up with the step
 (here the pipeline's best worker count against a step on this machine's own device). No timed
-assertion.
+assertion. The pipeline and the steps alternate over ``--repeats`` rounds (median and min-max over
+rounds); the LAST line is the headline (P5): loader images/s per core over the first model's step
+rate. ``--markdown PATH`` writes the table there; results go to the MLflow experiment ``benchmarks``
+when mlflow is importable.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -84,18 +89,63 @@ def time_steps(name: str, batch, device: torch.device, steps: int, warmup: int) 
     return x.shape[0] / statistics.median(times)
 
 
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{platform.node()} ({platform.machine()}, {cores} cores)"
+
+
+def spread(values, fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def log_mlflow(run_name: str, params: dict, metrics: dict, markdown: str) -> None:
+    """Log to experiment ``benchmarks`` of seglab's store; one line and nothing else without mlflow."""
+    try:
+        import mlflow
+
+        from seglab.platform.tracking import ensure_experiment, tracking_uri
+    except ImportError:
+        print("mlflow is not importable: results not logged")
+        return
+    try:
+        uri = tracking_uri()
+        exp = ensure_experiment("benchmarks", uri)
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(experiment_id=exp, run_name=run_name):
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics(metrics)
+            mlflow.log_text(markdown, f"{run_name}.md")
+        print(f"logged to MLflow experiment 'benchmarks' ({uri})")
+    except Exception as exc:  # a broken store must not lose the printed numbers
+        print(f"MLflow logging failed ({type(exc).__name__}: {exc}); results not logged")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=12, help="fixture images (1024x2048)")
-    p.add_argument("--workers", default="0,1,2", help="DataLoader worker counts to time")
+    p.add_argument("--quick", action="store_true",
+                   help="4 images, workers 0,1, 1 epoch, 1 step, 2 repeats, first model only (a few min on 2 cores)")
+    p.add_argument("--images", type=int, default=None, help="fixture images (1024x2048; default 12, --quick 4)")
+    p.add_argument("--workers", default=None, help="DataLoader worker counts to time (default 0,1,2; --quick 0,1)")
     p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=2, help="passes over the fixture per worker count")
-    p.add_argument("--models", default="hrnet_w18_small_v1,ovenet_hrnet_w18_small_v1")
-    p.add_argument("--steps", type=int, default=2, help="timed training steps per model (median)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the fixture per worker count and repeat "
+                                                            "(default 2; --quick 1)")
+    p.add_argument("--models", default=None,
+                   help="default hrnet_w18_small_v1,ovenet_hrnet_w18_small_v1; --quick the first only")
+    p.add_argument("--steps", type=int, default=None, help="timed training steps per model and repeat (median; "
+                                                           "default 2, --quick 1)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=None, help="interleaved rounds of pipeline + steps (default 3; "
+                                                             "--quick 2)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--keep", default=None, help="write the fixture here (kept) instead of a temporary folder")
+    p.add_argument("--markdown", default=None, help="write the table and the headline here")
     a = p.parse_args()
+    images = a.images or (4 if a.quick else 12)
+    workers = [int(v) for v in (a.workers or ("0,1" if a.quick else "0,1,2")).split(",")]
+    epochs = a.epochs or (1 if a.quick else 2)
+    steps = a.steps or (1 if a.quick else 2)
+    repeats = a.repeats or (2 if a.quick else 3)
+    models = (a.models or ("hrnet_w18_small_v1" if a.quick else "hrnet_w18_small_v1,ovenet_hrnet_w18_small_v1")).split(",")
     device = torch.device(a.device)
     pin = torch.cuda.is_available()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -103,35 +153,61 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = a.keep or tmp
         t0 = time.perf_counter()
-        files = write_cityscapes(root, {"train": a.images}, size=(1024, 2048), block=64)["train"]
+        files = write_cityscapes(root, {"train": images}, size=(1024, 2048), block=64)["train"]
         mb = sum(f.stat().st_size for f in files) / len(files) / 2**20
-        print(f"Cityscapes fixture: {a.images} images 1024x2048 ({mb:.1f} MB PNG each) written in "
+        print(f"Cityscapes fixture: {images} images 1024x2048 ({mb:.1f} MB PNG each) written in "
               f"{time.perf_counter() - t0:.1f} s to {root}; {cores} CPU cores, torch threads {torch.get_num_threads()}")
-        print(f"pipeline: decode + base 2048 + scale 0.5-2.0 + pad + crop {CROP[0]}x{CROP[1]} + flip + normalise "
-              f"+ collate, batch {a.batch}, {a.epochs} epochs, pin_memory={pin}, OpenCV 1 thread/process")
-        print(f"{'workers':>7} {'img/s':>8} {'cores':>6} {'img/s/core':>11}")
+        head = (f"P5 input pipeline vs model: decode + base 2048 + scale 0.5-2.0 + pad + crop {CROP[0]}x{CROP[1]} + "
+                f"flip + normalise + collate, batch {a.batch}, {images} fixture images x {epochs} epoch(s), "
+                f"pin_memory={pin}, OpenCV 1 thread/process; training step (forward+backward+SGD, median of "
+                f"{steps} after {a.warmup} warm-up) on {device}; {repeats} interleaved rounds (pipeline, then "
+                f"steps); {cores} cores, torch {torch.__version__}")
+        print(head, flush=True)
         cv2_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        rates = {}
+        rates = {w: [] for w in workers}
+        step_rates = {m: [] for m in models}
         batch = None
-        for w in (int(v) for v in a.workers.split(",")):
-            rate, batch = time_pipeline(root, w, a.batch, a.epochs, pin)
+        for r in range(repeats):
+            cv2.setNumThreads(1)
+            for w in (workers if r % 2 == 0 else list(reversed(workers))):
+                rate, batch = time_pipeline(root, w, a.batch, epochs, pin, seed=r)
+                rates[w].append(rate)
+            cv2.setNumThreads(cv2_threads)
+            for name in (models if r % 2 == 0 else list(reversed(models))):
+                step_rates[name].append(time_steps(name, batch, device, steps, a.warmup))
+            print(f"  round {r + 1}/{repeats} done", flush=True)
+        lines = ["| what | img/s median (min-max) | cores | img/s per core |", "|---|---|---|---|"]
+        for w in workers:
             used = max(w, 1)
-            rates[w] = rate
-            print(f"{w:>7} {rate:>8.2f} {used:>6} {rate / used:>11.2f}", flush=True)
-        cv2.setNumThreads(cv2_threads)
-        best_w = max(rates, key=rates.get)
-
-        print(f"\ntraining step on {device}: batch {a.batch}x3x{CROP[0]}x{CROP[1]}, forward+backward+SGD, "
-              f"median of {a.steps} (after {a.warmup} warm-up)")
-        print(f"{'model':<28} {'img/s':>8} {'pipeline/step':>14}")
-        for name in a.models.split(","):
-            step_rate = time_steps(name, batch, device, a.steps, a.warmup)
-            print(f"{name:<28} {step_rate:>8.2f} {rates[best_w] / step_rate:>14.1f}", flush=True)
-        print(f"\npipeline/step: the pipeline's rate with {best_w} worker(s) ({rates[best_w]:.2f} img/s) over the "
-              f"step rate; > 1 means data loading is not the bottleneck.")
+            lines.append(f"| pipeline, {w} worker(s) | {spread(rates[w])} | {used} | "
+                         f"{statistics.median(rates[w]) / used:.2f} |")
+        for name in models:
+            lines.append(f"| training step, {name} | {spread(step_rates[name])} | {device} | |")
+        # per core: the best worker count's rate per process, round by round
+        per_core = [max(rates[w][r] / max(w, 1) for w in workers) for r in range(repeats)]
+        ratios = {name: [pc / s for pc, s in zip(per_core, step_rates[name])] for name in models}
+        for name in models:
+            lines.append(f"| pipeline per core / step, {name} | {spread(ratios[name])}x | | |")
+        table = "\n".join(lines)
+        print(table)
+        ref = models[0]
+        med = statistics.median(ratios[ref])
+        headline = (f"HEADLINE P5: loader images/s per core / {ref} step images/s on {device} = {med:.2f}x "
+                    f"(min-max {min(ratios[ref]):.2f}-{max(ratios[ref]):.2f}x; goal > 1: one loader core keeps up "
+                    f"with the step: {'met' if med > 1 else 'NOT met'})")
+        md = f"{head}\n\n{table}\n\n**{headline}**\n"
+        if a.markdown:
+            Path(a.markdown).write_text(md)
+        metrics = {f"pipeline_w{w}_img_s": statistics.median(rates[w]) for w in workers}
+        metrics.update({f"step_{n}_img_s": statistics.median(step_rates[n]) for n in models})
+        metrics.update({f"per_core_over_step_{n}": statistics.median(ratios[n]) for n in models})
+        log_mlflow("p5_data_pipeline", {"machine": machine(), "torch": torch.__version__, "images": images,
+                                        "workers": workers, "batch": a.batch, "epochs": epochs, "steps": steps,
+                                        "repeats": repeats, "models": ",".join(models), "device": str(device),
+                                        "quick": a.quick}, metrics, md)
         if a.keep:
             print(f"fixture kept in {Path(a.keep).resolve()}")
+        print(headline)
 
 
 if __name__ == "__main__":

@@ -108,11 +108,20 @@ def test_r2_killed_driver_and_stopped_job_resume_the_same_sweep(ray_cluster, mlf
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     jobs = JobSubmissionClient(f"http://{node.address_info['webui_url']}")
-    job_id = jobs.submit_job(
-        entrypoint=" ".join([sys.executable, "experiments/ovenet_sweep.py", *ARGS, "sweep.resume=true"]),
-        runtime_env={"working_dir": str(REPO),
-                     "env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE") if k in env},
-                     "excludes": [".venv", ".git", "runs", "outputs", "mlartifacts", "mlflow.db"]})
+    def submit():
+        try:
+            return jobs.submit_job(
+                entrypoint=" ".join([sys.executable, "experiments/ovenet_sweep.py", *ARGS, "sweep.resume=true"]),
+                runtime_env={"working_dir": str(REPO),
+                             "env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE")
+                                          if k in env},
+                             "excludes": [".venv", ".git", "runs", "outputs", "mlartifacts", "mlflow.db"]})
+        except RuntimeError as exc:  # the node's job agent may still be starting on a loaded machine
+            if "No available agent" in str(exc):
+                return None
+            raise
+
+    job_id = _wait(submit, "the Ray job agent to accept the job", timeout=120)
     _wait(lambda: client.get_run(resumed.info.run_id).data.tags.get("seglab.restarts") == "1",
           "the interrupted trial to resume in the Ray job", on_timeout=lambda: jobs.get_job_logs(job_id)[-3000:])
     assert jobs.stop_job(job_id)
