@@ -113,6 +113,7 @@ class TrainerConfig:
     momentum: float = 0.9  # SGD only
     weight_decay: float = 5e-4
     poly_power: float = 0.9
+    warmup_steps: int = 0  # linear lr warm-up over this many optimizer steps, then poly decay
     max_failures: int = 1
     seed: int = 0
     # DataLoader processes per worker; "auto": none for generated data (cheap to make) and on
@@ -172,6 +173,8 @@ class TrainerConfig:
             value = getattr(t, key)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and value == value,
                   f"trainer.{key} must be a number (got {value!r})")
+        check(_is_int(t.warmup_steps) and t.warmup_steps >= 0,
+              f"trainer.warmup_steps must be an integer >= 0 (got {t.warmup_steps!r})")
         for key in ("max_failures", "seed"):
             check(_is_int(getattr(t, key)), f"trainer.{key} must be an integer (got {getattr(t, key)!r})")
         check(t.poly_power >= 0, f"trainer.poly_power must be >= 0 (got {t.poly_power})")

@@ -30,9 +30,15 @@ from seglab.platform.gpu_monitor import start_gpu_monitor
 from seglab.platform.trial_log import TrialLogger
 
 
-def poly_lr(base_lr: float, step: int, total_steps: int, power: float) -> float:
-    """Poly schedule: ``base_lr * (1 - step / total_steps) ** power``."""
-    return base_lr * (1.0 - min(step, total_steps) / max(total_steps, 1)) ** power
+def poly_lr(base_lr: float, step: int, total_steps: int, power: float, warmup_steps: int = 0) -> float:
+    """Poly schedule ``base_lr * (1 - step / total_steps) ** power``, after an optional linear
+    warm-up: ``base_lr * (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps (then the
+    poly value of the same step, so the two meet without a jump only approximately, as mmseg's
+    ``warmup='linear'`` with ``warmup_ratio=0`` does)."""
+    poly = base_lr * (1.0 - min(step, total_steps) / max(total_steps, 1)) ** power
+    if step < warmup_steps:
+        return poly * (step + 1) / warmup_steps
+    return poly
 
 
 def resolve_loader_workers(setting: Any, dataset: Dataset, on_gpu: bool, cpus_per_worker: float) -> int:
@@ -298,7 +304,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         lr = t.lr
         for i, (images, labels) in enumerate(train_loader):
             step = (epoch - 1) * steps_per_epoch + i
-            lr = poly_lr(t.lr, step, total_steps, t.poly_power)
+            lr = poly_lr(t.lr, step, total_steps, t.poly_power, t.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)

@@ -170,3 +170,61 @@ def test_compute_over_a_class_subset():
                        ([0.5], "int class ids"), ([True], "int class ids")):
         with pytest.raises(ValueError, match=match):
             cm.compute(classes=bad)
+
+
+def _numpy_matrix(pred, target, c, ignore):
+    import numpy as np
+
+    t, p = target.numpy().ravel().astype(np.int64), pred.numpy().ravel().astype(np.int64)
+    keep = t != ignore
+    return np.bincount(c * t[keep] + p[keep], minlength=c * c).reshape(c, c).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+def test_chunked_fast_path_equals_numpy_over_many_chunks(dtype):
+    # 2 x 300 x 1000 = 600k pixels: three CPU chunks of 2**18, the last one partial.
+    g = torch.Generator().manual_seed(3)
+    c = 19
+    target = torch.randint(0, c, (2, 300, 1000), generator=g)
+    target[torch.rand(2, 300, 1000, generator=g) < 0.1] = IGN
+    pred = torch.randint(0, c, (2, 300, 1000), generator=g)
+    cm = ConfusionMatrix(c)
+    cm.update(pred.to(dtype), target.to(dtype))
+    cm.update(pred[:, :7, :5].to(dtype), target[:, :7, :5].to(dtype))  # a smaller batch reuses the buffers
+    expected = torch.tensor(_numpy_matrix(pred, target, c, IGN)) + torch.tensor(
+        _numpy_matrix(pred[:, :7, :5].contiguous(), target[:, :7, :5].contiguous(), c, IGN))
+    assert cm.matrix.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("bad", [19, 254, 256, 2**31 + 5, 2**32 + 3, -7])
+def test_every_out_of_range_label_is_caught(bad):
+    # Values between C and the ignore index, just past it, beyond int32 (which int32 would read as a
+    # negative number or, for 2**32 + 3, as the valid label 3) and negative: all raise, none counts.
+    c = 19
+    target = torch.zeros(1, 4, 4, dtype=torch.int64)
+    target[0, 2, 1] = bad
+    target[0, 0, 0] = IGN
+    cm = ConfusionMatrix(c)
+    with pytest.raises(ValueError, match=rf"label value\(s\) \[{bad}\]"):
+        cm.update(torch.ones(1, 4, 4, dtype=torch.int64), target)
+    assert cm.matrix.sum() == 0
+
+
+def test_out_of_range_prediction_at_an_ignored_pixel_is_not_counted():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([[[2, 99, 1]]]), torch.tensor([[[2, IGN, 0]]]))
+    assert cm.matrix.tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 1]]
+    with pytest.raises(ValueError, match=r"predicted class id\(s\) \[99\]"):
+        cm.update(torch.tensor([[[2, 99, 1]]]), torch.tensor([[[2, 1, 0]]]))
+
+
+def test_ignore_index_inside_the_class_range_and_non_contiguous_input():
+    # ignore_index 0 < C: the ignored class must not count (the checked path).
+    cm = ConfusionMatrix(3, ignore_index=0)
+    cm.update(torch.tensor([[[1, 2, 2, 0]]]), torch.tensor([[[0, 2, 1, 1]]]))
+    assert cm.matrix.tolist() == [[0, 0, 0], [1, 0, 1], [0, 0, 1]]
+    base = torch.randint(0, 4, (2, 6, 8), generator=torch.Generator().manual_seed(1))
+    pred, target = base.transpose(1, 2), base.flip(0).transpose(1, 2)  # non-contiguous views
+    cm = ConfusionMatrix(4)
+    cm.update(pred, target)
+    assert cm.matrix.tolist() == _numpy_matrix(pred.contiguous(), target.contiguous(), 4, IGN)

@@ -103,6 +103,10 @@ def test_poly_lr_hand_values():
     assert poly_lr(0.01, 0, 100, 0.9) == 0.01
     assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5 ** 0.9)
     assert poly_lr(0.01, 100, 100, 0.9) == 0.0
+    # warm-up: (step + 1) / warmup_steps of the poly value, then the poly value itself
+    assert poly_lr(0.01, 0, 100, 0.9, warmup_steps=10) == pytest.approx(0.001)
+    assert poly_lr(0.01, 4, 100, 0.9, warmup_steps=10) == pytest.approx(0.01 * 0.96 ** 0.9 * 0.5)
+    assert poly_lr(0.01, 10, 100, 0.9, warmup_steps=10) == pytest.approx(0.01 * 0.9 ** 0.9)
 
 
 def test_trainer_defaults_are_the_papers():
