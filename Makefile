@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 setup: $(VENV)/.installed
-	@bash scripts/setup_system.sh  # system packages some tests need (apt: postgresql); quiet and < 1 s when present
+	@bash scripts/setup_system.sh  # system packages some tests need (apt: postgresql, chromium, chromium-driver); quiet and < 1 s when present
 
 demo: setup  ## the OVeNet-vs-HRNet sweep on the embedded data set, via `ray job submit`
 	@bash scripts/demo.sh $(ARGS)

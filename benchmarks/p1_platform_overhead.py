@@ -73,7 +73,8 @@ def run_overrides(*, workers: int, cpus: float, epochs: int, samples: int, val: 
             f"trainer.num_workers={workers}", f"trainer.cpus_per_worker={cpus}", f"trainer.epochs={epochs}",
             f"trainer.batch_size={batch}", "trainer.viz_samples=0", "trainer.max_failures=0",
             f"dataset.image_size=[{h},{w}]", f"dataset.train.crop_size=[{h},{w}]",
-            f"dataset.train.num_samples={samples}", f"dataset.val.num_samples={val}"]
+            f"dataset.train.num_samples={samples}", f"dataset.val.num_samples={val}",
+            f"dataset.test.num_samples={val}"]
 
 
 def start_ray(num_cpus: int = 2) -> float:

@@ -93,7 +93,7 @@ def sizes(quick: bool, samples: int) -> Tuple[List[str], List[str], List[str], s
     if quick:
         common = ["model=ovenet_hrnet_w18_small_v1", "dataset=synthetic", "trainer=tiny", "trainer.num_workers=1",
                   "trainer.epochs=4", "dataset.image_size=[32,64]", "dataset.train.num_samples=8",
-                  "dataset.train.crop_size=[32,64]", "dataset.val.num_samples=4"]
+                  "dataset.train.crop_size=[32,64]", "dataset.val.num_samples=4", "dataset.test.num_samples=4"]
         sub = ["sweep.kappa=[0.5,1.0]", "sweep.lam=[0.5]", "sweep.tau=[0.2,1.0]"]
         search = ["sweep.kappa={uniform:[0.5,1.0]}", "sweep.lam={uniform:[0.4,0.6]}", "sweep.tau=[0.2,1.0]",
                   f"sweep.num_samples={samples or 4}"]
@@ -102,7 +102,7 @@ def sizes(quick: bool, samples: int) -> Tuple[List[str], List[str], List[str], s
         return common, sub, search, desc
     common = ["model=ovenet_hrnet_w18_small_v1", "dataset=synthetic", "trainer=tiny", "trainer.num_workers=1",
               "trainer.epochs=6", "dataset.image_size=[64,128]", "dataset.train.num_samples=32",
-              "dataset.train.crop_size=[64,128]", "dataset.val.num_samples=8"]
+              "dataset.train.crop_size=[64,128]", "dataset.val.num_samples=8", "dataset.test.num_samples=8"]
     desc = (f"full size: 36-point grid, {samples or 16} Optuna trials, 64x128 images, 32 train / 8 val samples, "
             "6 epochs, 1 worker per trial (expect about 1-1.5 h on 2 CPU cores)")
     return common, [], [f"sweep.num_samples={samples or 16}"], desc

@@ -49,6 +49,7 @@ def fail(error: ConfigError) -> NoReturn:
 
 def run_entry(cfg: DictConfig) -> None:
     """Body of every sweep script: validate (dry run) or run the sweep, print the comparison."""
+    from seglab.platform.plan import describe_protocol
     from seglab.platform.sweep import SweepConfig, plan_trials, run_sweep, validate_sweep
 
     try:
@@ -61,6 +62,7 @@ def run_entry(cfg: DictConfig) -> None:
                       f"{s.gflops:.1f} GFLOPs")
             if sweep.search == "optuna":
                 print(f"+ {sweep.num_samples} run(s) proposed by Optuna over {', '.join(sorted(sweep.space))}")
+            print(describe_protocol(sweep, runs))
             return
         result = run_sweep(base, sweep)
     except ConfigError as error:

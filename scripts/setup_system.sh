@@ -14,6 +14,8 @@ set -uo pipefail
 # "<Debian package>|<the tests that need it>"; add a line for a new system dependency.
 PACKAGES=(
     "postgresql|tests/integration/test_tracking_server.py (a real PostgreSQL behind the MLflow server)"
+    "chromium|tests/integration/test_mlflow_ui.py (the MLflow UI in a real headless browser)"
+    "chromium-driver|tests/integration/test_mlflow_ui.py (selenium drives chromium through chromedriver)"
 )
 
 strict=${SEGLAB_SETUP_SYSTEM_STRICT:-0}

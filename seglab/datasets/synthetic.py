@@ -3,8 +3,9 @@
 Every sample is rendered on the fly from ``(seed, split, index)`` alone (a per-sample
 ``np.random.Generator`` seeded with ``np.random.SeedSequence([seed, split_id, index])``), so sample
 ``i`` is identical in any process or DataLoader worker and whatever order samples are drawn in, and
-the ``train`` and ``val`` splits are different images. Nothing is cached; a 128x256 sample takes a
-few milliseconds on one core.
+the ``train``, ``val`` and ``test`` splits are different images (split ids 0, 1, 2). ``val`` is the
+selection split (checkpoint choice, search); ``test`` is the held-out split results are reported
+on. Nothing is cached; a 128x256 sample takes a few milliseconds on one core.
 
 Classes (labels 0..8, a subset of the Cityscapes train-id classes, in Cityscapes order, with
 Cityscapes names and colours; :data:`CITYSCAPES_TRAIN_IDS` maps each label to its train id):
@@ -73,9 +74,11 @@ __all__ = [
 ]
 
 
-SPLITS: Tuple[str, ...] = ("train", "val")
-_SPLIT_IDS = {"train": 0, "val": 1}
-DEFAULT_NUM_SAMPLES = {"train": 200, "val": 50}
+SPLITS: Tuple[str, ...] = ("train", "val", "test")
+#: The split's element of every sample's seed sequence ``[seed, split_id, index]``: three disjoint
+#: streams, so a split never repeats another split's images for the same data set seed.
+_SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+DEFAULT_NUM_SAMPLES = {"train": 200, "val": 50, "test": 500}
 DEFAULT_IMAGE_SIZE: Tuple[int, int] = (128, 256)
 MIN_IMAGE_SIDE = 32
 
@@ -98,7 +101,8 @@ class SyntheticStreetDataset(Dataset):
     ``ds[i]`` -> ``(image float32 (3, H, W) normalised, label int64 (H, W))``; :meth:`generate`
     gives the raw ``(uint8 RGB image, uint8 label)`` before any transform. With ``augment`` (train
     split only) the transform randomly scales by ``scale_range``, pads (label 255) and crops to
-    ``crop_size`` (default: ``image_size``) and flips. The val split is never augmented or cropped.
+    ``crop_size`` (default: ``image_size``) and flips. The val and test splits are never augmented or
+    cropped.
     """
 
     num_classes = NUM_CLASSES

@@ -8,13 +8,21 @@ Per image batch, at label resolution: p = softmax probability of the true class 
   pixels below ``thresh``, but at least (barring ties) the ``min_kept`` hardest ones;
 * ``n <= min_kept``: all valid pixels are kept.
 
+``min_kept`` is a pixel count (an int, as the official code) or a fraction of the batch's valid
+pixels (a float in (0, 1]): ``min_kept = max(1, floor(fraction * n + 1/2))`` (nearest integer, at
+least one pixel) for the n valid pixels of the batch the loss sees -- per process under DDP, as the
+official code computes it per GPU. The official Cityscapes setting, 131072 pixels of a per-GPU batch
+of 2 crops of 512x1024 (1,048,576 pixels), is the fraction 0.125 of all pixels; a count does not
+scale when the batch or crop shrinks (100000 of a 8x128x256 batch keeps every pixel), a fraction
+does.
+
 The loss is the mean of the per-pixel (class-weighted, ``w[y] * nll``) CE over the kept pixels; 0
 (attached to the graph) if none is kept. The selection itself carries no gradient.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +33,19 @@ from seglab.losses import register_loss
 from seglab.losses.ce import ClassWeights, CrossEntropyLoss, _weights_for, prepare_logits
 
 
+def kept_count(min_kept: Union[int, float], n: int) -> int:
+    """The ``min_kept`` pixel count for a batch of ``n`` valid pixels: an int is a count as given; a
+    float in (0, 1] is a fraction of ``n``, rounded to the nearest integer (halves up), at least 1."""
+    if isinstance(min_kept, float):
+        return max(1, int(math.floor(min_kept * n + 0.5)))
+    return int(min_kept)
+
+
 def ohem_cross_entropy(
     logits: Tensor,
     target: Tensor,
     thresh: float = 0.7,
-    min_kept: int = 100000,
+    min_kept: Union[int, float] = 100000,
     ignore_index: int = 255,
     class_weights: Optional[Tensor] = None,
     check_labels: bool = True,
@@ -49,8 +65,9 @@ def ohem_cross_entropy(
         prob = F.softmax(logits.detach(), dim=1).gather(1, torch.where(valid, target, 0).unsqueeze(1)).squeeze(1)
         valid_prob = prob[valid]
         n = valid_prob.numel()
-        if n > min_kept:
-            kth = valid_prob.kthvalue(min_kept + 1).values  # == sorted(valid_prob)[min_kept]
+        kept = kept_count(min_kept, n)
+        if n > kept:
+            kth = valid_prob.kthvalue(kept + 1).values  # == sorted(valid_prob)[min_kept]
             threshold = torch.clamp(kth, min=thresh)
             keep = valid & (prob < threshold)
         else:
@@ -68,8 +85,9 @@ class OhemCrossEntropyLoss(CrossEntropyLoss):
         ignore_index: label id of unlabelled pixels.
         thresh: probability threshold in (0, 1] (official 0.7 for Cityscapes; 0.9 in the
             HRNet configs' default).
-        min_kept: keep at least this many hardest pixels per batch (official 100000 -- the
-            official code also uses ``max(1, min_kept)``; here 0 is allowed).
+        min_kept: keep at least this many hardest pixels per batch: an int (a pixel count;
+            official 100000 -- the official code also uses ``max(1, min_kept)``; here 0 is
+            allowed) or a float in (0, 1] (that fraction of the batch's valid pixels, e.g. 0.125).
         class_weights: as for ``ce``: ``None``, ``"cityscapes"`` or one weight per class; they
             multiply the per-pixel losses (official: plain mean of the weighted losses).
         aux_weight, main_weight: ``total = main_weight * L(logits) + aux_weight * L(aux_logits)``.
@@ -84,9 +102,12 @@ class OhemCrossEntropyLoss(CrossEntropyLoss):
             and 0.0 < thresh <= 1.0
         check(ok, f"loss.thresh must be a probability in (0, 1] (default 0.7); got {thresh!r}")
         self.thresh = float(thresh)
-        check(isinstance(min_kept, int) and not isinstance(min_kept, bool) and min_kept >= 0,
-              f"loss.min_kept must be an integer >= 0 (default 100000); got {min_kept!r}")
-        self.min_kept = int(min_kept)
+        count = isinstance(min_kept, int) and not isinstance(min_kept, bool) and min_kept >= 0
+        fraction = isinstance(min_kept, float) and math.isfinite(min_kept) and 0.0 < min_kept <= 1.0
+        check(count or fraction,
+              "loss.min_kept must be an integer >= 0 (a pixel count, default 100000) or a float in (0, 1] "
+              f"(that fraction of the batch's valid pixels, e.g. 0.125); got {min_kept!r}")
+        self.min_kept: Union[int, float] = int(min_kept) if count else float(min_kept)
 
     def pixel_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return ohem_cross_entropy(logits, target, self.thresh, self.min_kept, self.ignore_index,

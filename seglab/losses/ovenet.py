@@ -110,7 +110,8 @@ def build_criterion(spec: CriterionSpec, key: str, ignore_index: int,
     term's criterion (the very code of those losses, with ``class_weights`` and ``ignore_index``).
 
     ``spec``: ``"ce"``, ``"ohem"`` (OHEM defaults thresh 0.7, min_kept 100000) or a mapping with
-    ``name`` and that criterion's options (``ohem``: ``thresh``, ``min_kept``).
+    ``name`` and that criterion's options (``ohem``: ``thresh``, ``min_kept`` -- a pixel count or a
+    float in (0, 1], a fraction of the batch's valid pixels, as in ``loss=ovenet_paper``).
     """
     names = ", ".join(CRITERIA)
     form = f"loss.{key} must be one of {names} or a mapping like {{name: ohem, thresh: 0.7, min_kept: 100000}}"
@@ -142,7 +143,8 @@ class OVeNetLoss(nn.Module):
             paper 0.5, 0.5, 1).
         ignore_index: label id of unlabelled pixels.
         criterion: base criterion of every term: ``"ce"`` (default), ``"ohem"`` or a mapping
-            ``{name: ohem, thresh: 0.7, min_kept: 100000}`` (see :func:`build_criterion`).
+            ``{name: ohem, thresh: 0.7, min_kept: 100000}`` (see :func:`build_criterion`;
+            ``loss=ovenet_paper`` is OHEM on every term with ``thresh: 0.9, min_kept: 0.125``).
         criterion_final, criterion_seed, criterion_initial: per-term overrides (same forms;
             ``None`` = ``criterion``).
         class_weights: ``None``, a preset name (``"cityscapes"``) or one weight per class, applied to

@@ -5,6 +5,8 @@ so that a bad name, value or file fails with one line before any cluster resourc
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -18,24 +20,78 @@ from seglab.errors import ConfigError, check
 from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig, RunConfig
 
 
-def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
+def _build_role(cfg: DatasetConfig, role: str, split: Optional[str] = None, **override) -> Dataset:
     from seglab.datasets import build_dataset
 
-    def build(role: str) -> Dataset:
-        try:
-            return build_dataset(cfg.name, split=cfg.split_name(role), **cfg.split_kwargs(role))
-        except ConfigError as error:  # name a split's own key as the user wrote it: dataset.val.num_samples
-            text = str(error)
-            for key in (cfg.train if role == "train" else cfg.val):
-                text = re.sub(rf"(?<![\w.])dataset\.{re.escape(key)}\b", f"dataset.{role}.{key}", text)
-            if text == str(error):
-                raise
-            raise ConfigError(text) from None
+    try:
+        return build_dataset(cfg.name, split=split or cfg.split_name(role), **{**cfg.split_kwargs(role), **override})
+    except ConfigError as error:  # name a split's own key as the user wrote it: dataset.val.num_samples
+        text = str(error)
+        for key in cfg.role_options(role):
+            text = re.sub(rf"(?<![\w.])dataset\.{re.escape(key)}\b", f"dataset.{role}.{key}", text)
+        if text == str(error):
+            raise
+        raise ConfigError(text) from None
 
-    train, val = build("train"), build("val")
-    if len(train) == 0 or len(val) == 0:
-        raise ConfigError(f"dataset '{cfg.name}' has an empty split (train {len(train)}, val {len(val)} samples)")
-    return train, val
+
+def held_out(name: str, fraction: float) -> bool:
+    """Whether the sample named ``name`` (its path relative to the data set root) belongs to the
+    selection part of a split: a deterministic hash of the name, so the same files are held out on
+    every machine, in every run and whatever the listing order."""
+    digest = hashlib.sha1(name.replace(os.sep, "/").encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _split_by_name(dataset: Dataset, fraction: float, keep_held_out: bool) -> Dataset:
+    samples = getattr(dataset, "samples", None)
+    check(samples is not None, f"dataset.selection_fraction needs a data set of files; "
+                               f"'{type(dataset).__name__}' has none (give it a test split instead)")
+    root = getattr(dataset, "root", "")
+    dataset.samples = [s for s in samples if held_out(os.path.relpath(s.image, root), fraction) == keep_held_out]
+    return dataset
+
+
+def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
+    """``(train, selection)``: the training split and the split every per-epoch ``val_*`` metric,
+    checkpoint choice and search scheduler use (see :class:`DatasetConfig`)."""
+    if cfg.selection_fraction is not None:
+        f = cfg.selection_fraction
+        train = _split_by_name(_build_role(cfg, "train"), f, keep_held_out=False)
+        # the held-out part of the training split, prepared as the val role prepares data (no augmentation)
+        selection = _split_by_name(_build_role(cfg, "val", split=cfg.split_name("train"), augment=False), f,
+                                   keep_held_out=True)
+        if len(train) == 0 or len(selection) == 0:
+            raise ConfigError(f"dataset.selection_fraction={f} leaves {len(train)} training and {len(selection)} "
+                              f"selection samples of dataset '{cfg.name}'; both must be non-empty")
+    else:
+        train, selection = _build_role(cfg, "train"), _build_role(cfg, "val")
+    if len(train) == 0 or len(selection) == 0:
+        raise ConfigError(f"dataset '{cfg.name}' has an empty split (train {len(train)}, val {len(selection)} samples)")
+    return train, selection
+
+
+def build_report_dataset(cfg: DatasetConfig) -> Dataset:
+    """The split a run's result is reported on, scored once at its end (see :class:`DatasetConfig`)."""
+    ds = _build_role(cfg, "test") if cfg.test is not None else _build_role(cfg, "val")
+    if len(ds) == 0:
+        raise ConfigError(f"dataset '{cfg.name}': the report split {report_split_name(cfg)} is empty")
+    return ds
+
+
+def selection_split_name(cfg: DatasetConfig) -> str:
+    if cfg.selection_fraction is not None:
+        return f"{cfg.split_name('train')} (held-out {100 * cfg.selection_fraction:g}% by file name)"
+    return cfg.split_name("val")
+
+
+def report_split_name(cfg: DatasetConfig) -> str:
+    return cfg.split_name("test") if cfg.test is not None else cfg.split_name("val")
+
+
+def selection_is_report(cfg: DatasetConfig) -> bool:
+    """True when nothing separates selection from report (a data set with neither a test role nor
+    ``selection_fraction``): the report then says so."""
+    return cfg.test is None and cfg.selection_fraction is None
 
 
 def verify_datasets(cfg: DatasetConfig, workers: int = 2) -> None:
@@ -44,7 +100,10 @@ def verify_datasets(cfg: DatasetConfig, workers: int = 2) -> None:
     bad file and the count) unless ``dataset.on_bad_sample=skip``, which only warns.
     """
     train, val = build_datasets(cfg)
-    for split, ds in (("train", train), ("val", val)):
+    splits = [("train", train), ("val", val)]
+    if not selection_is_report(cfg):
+        splits.append((report_split_name(cfg), build_report_dataset(cfg)))
+    for split, ds in splits:
         if not hasattr(ds, "verify"):
             continue  # generated data sets (synthetic) have nothing to scan
         report = ds.verify(progress=_progress_printer(f"dataset '{cfg.name}' {split}"), workers=workers)
@@ -138,7 +197,15 @@ class RunSummary:
     inference_params: Optional[int] = None  # without training-only parts (PHGMM's PostNet)
 
 
-def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
+def flops_key(run: RunConfig) -> str:
+    """What a FLOP count depends on: the architecture (not its weights' files) and the input size."""
+    import json
+
+    model = {k: v for k, v in run.model.to_dict().items() if k not in ("pretrained", "body_checkpoint")}
+    return json.dumps([model, list(run.trainer.flops_input_size)], sort_keys=True, default=str)
+
+
+def validate_run(run: RunConfig, count_flops: bool = True, known_gflops: Optional[dict] = None) -> RunSummary:
     """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad."""
     from seglab.models.complexity import count_flops as _flops
     from seglab.models.complexity import count_inference_parameters, count_parameters
@@ -148,6 +215,8 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     from seglab.platform import methods
 
     _, val = build_datasets(run.dataset)
+    if not selection_is_report(run.dataset):
+        build_report_dataset(run.dataset)
     num_classes = int(val.num_classes)
     build_loss(run.loss, ignore_index=int(getattr(val, "ignore_index", 255)), num_classes=num_classes)
     weights = check_class_weights(run.loss.kwargs.get("class_weights"))
@@ -158,7 +227,8 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
         model = build_model(run.model, num_classes, load_weights=False)
     gflops = float("nan")
     if count_flops:
-        gflops = _flops(model, input_size=tuple(run.trainer.flops_input_size))
+        known = (known_gflops or {}).get(flops_key(run))  # counted by the sweep's driver already
+        gflops = float(known) if known is not None else _flops(model, input_size=tuple(run.trainer.flops_input_size))
     summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
                          tuple(run.trainer.flops_input_size), count_inference_parameters(model))
     methods.for_run(run).validate(run, summary)

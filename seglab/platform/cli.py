@@ -1,9 +1,14 @@
 """The ``seglab`` command.
 
     seglab models [--size 1024x2048] [--num-classes 19]   every registered model with params and GFLOPs
-    seglab compare [PARENT_RUN_ID] [--experiment NAME]    the comparison table of a sweep (latest by default)
+    seglab compare [SWEEP_RUN_ID ...] [--experiment NAME] [--out DIR] [--no-log]
+                                                          the comparison of sweeps (latest by default), plots
     seglab data check DATASET ROOT [--split S ...] [--option KEY=VALUE ...]
                                                           verify a data set on disk (exit 0 clean, 1 bad samples)
+    seglab eval CHECKPOINT [--dataset NAME] [--root R] [--split test] [--scales 0.75 1.0 1.25] [--flip]
+                [--slide [--crop HxW]] [--json OUT]       score a checkpoint on a split (table, MLflow run)
+    seglab eval --predictions DIR --dataset NAME --root R [--split val] [--json OUT]
+                                                          score prediction PNGs in the official result format
 """
 from __future__ import annotations
 
@@ -67,15 +72,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from seglab.platform import report, tracking
+    """The comparison table of one or several sweeps, with its plots logged to their parent runs."""
+    from seglab.platform import compare, tracking
 
     uri = tracking.tracking_uri()
     store = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     if store is not None and not os.path.isfile(store):  # do not create an empty store just to read it
         raise ConfigError(f"no MLflow store at {store} (MLFLOW_TRACKING_URI, or SEGLAB_HOME/mlflow.db); "
                           f"run a sweep first, e.g. `make demo`")
-    parent = args.parent_run_id
-    if parent is None:
+    parents = list(args.parent_run_id or [])
+    if not parents:
         client = tracking.client(uri)
         exp = client.get_experiment_by_name(args.experiment)
         if exp is None:
@@ -84,21 +90,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                   order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
             raise ConfigError(f"experiment '{args.experiment}' has no sweep yet; run `make demo`")
-        parent = runs[0].info.run_id
+        parents = [runs[0].info.run_id]
     else:
         from mlflow.exceptions import MlflowException
 
-        try:
-            run = tracking.client(uri).get_run(parent)
-        except MlflowException:
-            raise ConfigError(f"no MLflow run '{parent}' in {uri}; give a sweep's parent run id "
-                              f"(or none for the latest sweep of --experiment)") from None
-        if run.data.tags.get("seglab.kind") != "sweep":
-            raise ConfigError(f"MLflow run '{parent}' is not a sweep's parent run (tag seglab.kind="
-                              f"{run.data.tags.get('seglab.kind')}); give a sweep's parent run id")
-    rows = report.collect(parent, uri)
-    print(f"sweep run {parent}\n")
-    print(report.format_table(rows))
+        for parent in parents:
+            try:
+                run = tracking.client(uri).get_run(parent)
+            except MlflowException:
+                raise ConfigError(f"no MLflow run '{parent}' in {uri}; give sweeps' parent run ids "
+                                  f"(or none for the latest sweep of --experiment)") from None
+            if run.data.tags.get("seglab.kind") != "sweep":
+                raise ConfigError(f"MLflow run '{parent}' is not a sweep's parent run (tag seglab.kind="
+                                  f"{run.data.tags.get('seglab.kind')}); give a sweep's parent run id")
+    table = compare.compare(parents, uri, out_dir=args.out, log=not args.no_log)
+    print(f"sweep run{'s' if len(parents) > 1 else ''} {', '.join(parents)}\n")
+    print(table)
+    if not args.no_log:
+        print(f"\nplots and tables logged under compare/ of the parent run{'s' if len(parents) > 1 else ''}"
+              + (f"; copies in {args.out}" if args.out else ""))
     return 0
 
 
@@ -163,9 +173,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--size", type=_size, default=(1024, 2048), help="input HxW (default 1024x2048)")
     p.add_argument("--num-classes", type=_positive, default=19)
     p.set_defaults(func=cmd_models)
-    p = sub.add_parser("compare", help="print the comparison table of a sweep")
-    p.add_argument("parent_run_id", nargs="?", help="the sweep's parent run id (default: the latest sweep)")
-    p.add_argument("--experiment", default="seglab")
+    p = sub.add_parser("compare", help="the comparison table of one or several sweeps, plots to their parent runs")
+    p.add_argument("parent_run_id", nargs="*", metavar="SWEEP_RUN_ID",
+                   help="sweeps' parent run ids (default: the latest sweep of --experiment)")
+    p.add_argument("--experiment", default="seglab", help="where to look for the latest sweep (default seglab)")
+    p.add_argument("--out", default=None, metavar="DIR", help="also write the table, CSVs and plots to DIR")
+    p.add_argument("--no-log", action="store_true", help="print only; log nothing to the parent runs")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("data", help="data set tools (data check)")
     data = p.add_subparsers(dest="data_command", required=True)
@@ -181,6 +194,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--workers", type=_positive, default=2, help="threads decoding labels (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_data_check)
+    from seglab.platform.eval_cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

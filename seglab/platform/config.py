@@ -15,7 +15,9 @@ from typing import Any, Dict, Optional, Tuple
 from seglab.errors import ConfigError, check
 
 _MODEL_RESERVED = ("name", "pretrained", "body_checkpoint", "freeze_bn")
-_DATASET_RESERVED = ("name", "train", "val")
+_DATASET_RESERVED = ("name", "train", "val", "test", "selection_fraction")
+ROLES = ("train", "val", "test")
+PHASES = ("search", "confirm", "warm_start")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOG_CHECKPOINTS = ("best", "last", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")  # seglab.platform.speed (not imported here: config stays light)
@@ -71,32 +73,62 @@ class LossConfig:
 
 @dataclass
 class DatasetConfig:
-    """``common`` kwargs go to both splits; ``train``/``val`` hold split-specific kwargs."""
+    """``common`` kwargs go to every split; ``train``/``val``/``test`` hold role-specific kwargs.
+
+    Roles: ``train`` trains; ``val`` is the *selection* split (checkpoint choice, ASHA, Optuna,
+    every per-epoch ``val_*`` metric); the *report* split, scored once at the end of a run, is
+    ``test`` when the data set config has a ``test`` role (the embedded data set's generated test
+    split), else the data set's ``val`` split. With ``selection_fraction`` (a real data set without
+    a labelled test split), the selection split is that fraction of the ``train`` split, held out
+    from training deterministically by file name, and ``val`` becomes the report split.
+    """
 
     name: str
     common: Dict[str, Any] = field(default_factory=dict)
     train: Dict[str, Any] = field(default_factory=dict)
     val: Dict[str, Any] = field(default_factory=dict)
+    test: Optional[Dict[str, Any]] = None
+    selection_fraction: Optional[float] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "DatasetConfig":
         check("name" in d, "dataset.name is missing; set dataset=<name>")
         common = {k: v for k, v in d.items() if k not in _DATASET_RESERVED}
-        for role in ("train", "val"):
+        for role in ROLES:
             check(d.get(role) is None or isinstance(d[role], dict),
                   f"dataset.{role} must be a mapping of options, e.g. dataset.{role}.augment=false (got {d.get(role)!r})")
-        return cls(str(d["name"]), common, dict(d.get("train") or {}), dict(d.get("val") or {}))
+        fraction = d.get("selection_fraction")
+        check(fraction is None or (isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+                                   and 0 < fraction < 1),
+              f"dataset.selection_fraction must be null or a number in (0, 1) (got {fraction!r})")
+        check(fraction is None or d.get("test") is None,
+              "dataset.selection_fraction and dataset.test both set: with a test split, selection is on "
+              "dataset.val; set one of them to null")
+        test = d.get("test")
+        return cls(str(d["name"]), common, dict(d.get("train") or {}), dict(d.get("val") or {}),
+                   None if test is None else dict(test), None if fraction is None else float(fraction))
+
+    def role_options(self, role: str) -> Dict[str, Any]:
+        return {"train": self.train, "val": self.val, "test": self.test or {}}[role]
 
     def split_kwargs(self, split: str) -> Dict[str, Any]:
-        """Options of the ``train`` or ``val`` role, without ``split`` (see :meth:`split_name`)."""
-        kwargs = {**self.common, **(self.train if split == "train" else self.val)}
+        """Options of the ``train``, ``val`` or ``test`` role, without ``split`` (see :meth:`split_name`)."""
+        kwargs = {**self.common, **self.role_options(split)}
         kwargs.pop("split", None)
         return kwargs
 
     def split_name(self, role: str) -> str:
-        """The data set split that plays ``role`` (``train``/``val``): ``dataset.<role>.split``
+        """The data set split that plays ``role`` (``train``/``val``/``test``): ``dataset.<role>.split``
         when set (e.g. ``dataset.train.split=trainval`` to train on train+val), else the role."""
-        return str((self.train if role == "train" else self.val).get("split", role))
+        return str(self.role_options(role).get("split", role))
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = {"name": self.name, **self.common, "train": self.train, "val": self.val}
+        if self.test is not None:
+            out["test"] = self.test
+        if self.selection_fraction is not None:
+            out["selection_fraction"] = self.selection_fraction
+        return out
 
 
 @dataclass
@@ -114,6 +146,9 @@ class TrainerConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     warmup_steps: int = 0  # linear lr warm-up over this many optimizer steps, then poly decay
+    # Wall-clock budget (s) of the run (sweep.budget=time sets it): the lr schedule runs over this
+    # time and training stops at the last epoch boundary that fits; null = by epochs only.
+    time_limit_s: Optional[float] = None
     max_failures: int = 1
     seed: int = 0
     # DataLoader processes per worker; "auto": none for generated data (cheap to make) and on
@@ -173,6 +208,9 @@ class TrainerConfig:
             value = getattr(t, key)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and value == value,
                   f"trainer.{key} must be a number (got {value!r})")
+        check(t.time_limit_s is None or (isinstance(t.time_limit_s, (int, float)) and not isinstance(t.time_limit_s, bool)
+                                         and t.time_limit_s > 0),
+              f"trainer.time_limit_s must be null or a number of seconds > 0 (got {t.time_limit_s!r})")
         check(_is_int(t.warmup_steps) and t.warmup_steps >= 0,
               f"trainer.warmup_steps must be an integer >= 0 (got {t.warmup_steps!r})")
         for key in ("max_failures", "seed"):
@@ -211,6 +249,9 @@ class RunConfig:
     trainer: TrainerConfig
     label: str = ""
     baseline: bool = False
+    # search: a run of the sweep's plan; confirm: the chosen configuration re-run with fresh seeds;
+    # warm_start: the run whose weights every compared run starts from (not a row of the comparison)
+    phase: str = "search"
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
@@ -223,14 +264,16 @@ class RunConfig:
             trainer=TrainerConfig.from_dict(dict(d.get("trainer") or {})),
             label=str(d.get("label", "")),
             baseline=bool(d.get("baseline", False)),
+            phase=str(d.get("phase", "search")),
         )
+        check(run.phase in PHASES, f"phase must be one of {', '.join(PHASES)} (got {run.phase!r})")
         if run.trainer.crop_size is not None:
             run.dataset.train["crop_size"] = list(run.trainer.crop_size)
         return run
 
     def to_dict(self) -> Dict[str, Any]:
         model = self.model.to_dict()
-        dataset = {"name": self.dataset.name, **self.dataset.common, "train": self.dataset.train, "val": self.dataset.val}
+        dataset = self.dataset.to_dict()
         trainer = asdict(self.trainer)
         trainer["flops_input_size"] = list(self.trainer.flops_input_size)
         trainer["trimap_widths"] = list(self.trainer.trimap_widths)
@@ -242,11 +285,21 @@ class RunConfig:
             "trainer": trainer,
             "label": self.label,
             "baseline": self.baseline,
+            **({"phase": self.phase} if self.phase != "search" else {}),  # search runs keep their old keys
         }
 
     def key(self) -> str:
         """A stable short hash of everything that defines the run (used to resume it)."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+    def group_key(self) -> str:
+        """The same for every seed (and phase) of one configuration: what a comparison row pools."""
+        d = self.to_dict()
+        d["trainer"]["seed"] = None
+        d.pop("phase", None)
+        d["label"] = ""
+        blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 

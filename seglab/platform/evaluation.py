@@ -175,6 +175,27 @@ class MeanEvaluator(Evaluator):
         return {n: (self.sums[j] / self.sums[-1]).item() for j, n in enumerate(self.names)}
 
 
+class IndexedSubset(torch.utils.data.Dataset):
+    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set)."""
+
+    def __init__(self, dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.dataset[self.indices[i]]
+        return image, label, self.indices[i]
+
+
+def validation_shard(dataset, rank: int, world: int) -> IndexedSubset:
+    """Rank ``rank``'s share of an evaluation split: samples ``rank, rank + world, ...``, without
+    the padding DistributedSampler adds (a repeated sample would bias the scores); a rank may get
+    none when the split is smaller than the number of workers."""
+    return IndexedSubset(dataset, range(rank, len(dataset), world))
+
+
 def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torch.device,
              forward=None) -> Dict[str, float]:
     """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``), feed every evaluator,

@@ -31,6 +31,7 @@ from seglab.platform.config import RunConfig, set_dotted
 from seglab.platform.methods import describe
 
 SEARCHES = ("grid", "random", "optuna")
+BUDGETS = ("schedule", "flops", "time")
 SCHEDULERS = ("asha",)
 FROM_BASELINE = "@baseline"
 """``model.body_checkpoint`` value meaning: the best checkpoint of this sweep's baseline run."""
@@ -70,6 +71,18 @@ class SweepConfig:
     models: Optional[List[Any]] = None
     # Ablations: one trial per entry {label: ..., model: {...}, loss: {...}} overriding the base run.
     variants: Optional[List[Dict[str, Any]]] = None
+    # Honest comparisons: every planned run is repeated with `seeds` seeds (trainer.seed + 0..N-1,
+    # the same seeds for the method and the baseline: paired); a sweep that searched re-runs the
+    # configuration chosen on the selection split, and the baseline, with `confirm_seeds` fresh seeds.
+    seeds: int = 1
+    confirm_seeds: int = 0
+    # What "equal" means: schedule (same epochs), flops (epochs scaled so that every run spends the
+    # baseline's training FLOPs), time (the same wall-clock seconds, time_budget_s, per run).
+    budget: str = "schedule"
+    time_budget_s: Optional[float] = None
+    # > 0: first train the baseline this many epochs (a warm start, not a row of the comparison);
+    # every compared run then starts from its weights (the method's body and main head).
+    warm_start_epochs: int = 0
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "SweepConfig":
@@ -116,6 +129,21 @@ class SweepConfig:
                       f"sweep.models entries must be a model name or {{name: ..., <option>: ...}} (got {m!r})")
         if s.variants is not None:
             _check_variants(s.variants)
+        for key in ("seeds",):
+            check(_is_int(getattr(s, key)) and getattr(s, key) >= 1, f"sweep.{key} must be an integer >= 1 (got {getattr(s, key)!r})")
+        for key in ("confirm_seeds", "warm_start_epochs"):
+            check(_is_int(getattr(s, key)) and getattr(s, key) >= 0, f"sweep.{key} must be an integer >= 0 (got {getattr(s, key)!r})")
+        check(s.budget in BUDGETS, f"sweep.budget must be one of {', '.join(BUDGETS)} (got {s.budget!r})")
+        check(s.time_budget_s is None or (isinstance(s.time_budget_s, (int, float)) and not isinstance(s.time_budget_s, bool)
+                                          and s.time_budget_s > 0),
+              f"sweep.time_budget_s must be null or a number of seconds > 0 (got {s.time_budget_s!r})")
+        check(s.budget != "time" or s.time_budget_s is not None,
+              "sweep.budget=time needs sweep.time_budget_s (the wall-clock seconds every run trains)")
+        check(s.seeds == 1 or s.search != "optuna",
+              "sweep.seeds > 1 with sweep.search=optuna: Optuna proposes one run per point; use sweep.confirm_seeds "
+              "to re-run its choice with fresh seeds")
+        check(s.warm_start_epochs == 0 or s.include_baseline,
+              "sweep.warm_start_epochs needs the sweep's baseline run; set sweep.include_baseline=true")
         return s
 
 
@@ -311,3 +339,80 @@ def split_phases(runs: List[RunConfig]) -> Tuple[List[RunConfig], List[RunConfig
     """(runs to start now, runs that need the baseline's trained weights: started after it)."""
     later = [r for r in runs if r.model.body_checkpoint == FROM_BASELINE]
     return [r for r in runs if r.model.body_checkpoint != FROM_BASELINE], later
+
+
+def with_seeds(runs: List[RunConfig], seeds: int, first: int = 0, phase: Optional[str] = None) -> List[RunConfig]:
+    """Every run repeated with seeds ``trainer.seed + first + 0 .. seeds-1`` (model init, data order,
+    augmentation). The offsets are the same for every run, so the method's seed s and the
+    baseline's seed s pair up. Labels gain ``seed=<s>`` when there is more than one."""
+    out = []
+    for run in runs:
+        for i in range(seeds):
+            r = RunConfig.from_dict(copy.deepcopy(run.to_dict()))
+            r.trainer.seed = run.trainer.seed + first + i
+            if phase is not None:
+                r.phase = phase
+            r.label = run.label if seeds == 1 and first == 0 else f"{run.label} seed={r.trainer.seed}"
+            out.append(r)
+    return out
+
+
+def apply_budget(runs: List[RunConfig], gflops: List[float], sweep: SweepConfig) -> List[RunConfig]:
+    """Make the runs equal in what ``sweep.budget`` names: ``schedule`` leaves them as planned;
+    ``flops`` scales each run's epochs by the baseline's GFLOPs over its own (rounded, >= 1), so
+    every run spends about the baseline's training compute; ``time`` gives every run
+    ``trainer.time_limit_s = sweep.time_budget_s`` (the lr schedule runs over that time)."""
+    if sweep.budget == "schedule":
+        return runs
+    out = []
+    reference = next((g for r, g in zip(runs, gflops) if r.baseline), gflops[0] if gflops else None)
+    for run, g in zip(runs, gflops):
+        r = RunConfig.from_dict(copy.deepcopy(run.to_dict()))
+        r.label = run.label
+        if sweep.budget == "flops":
+            check(reference and g and math.isfinite(g) and math.isfinite(reference),
+                  "sweep.budget=flops needs every run's GFLOPs; the FLOP count failed for one of them")
+            r.trainer.epochs = max(1, int(round(run.trainer.epochs * reference / g)))
+        else:
+            r.trainer.time_limit_s = float(sweep.time_budget_s)
+        out.append(r)
+    return out
+
+
+def warm_start_run(base: Dict[str, Any], sweep: SweepConfig) -> RunConfig:
+    """The baseline trained ``sweep.warm_start_epochs`` epochs: the weights every compared run starts from."""
+    run = baseline_run(base, sweep)
+    run.trainer.epochs = sweep.warm_start_epochs
+    run.phase = "warm_start"
+    run.baseline = False
+    run.label = f"warm start ({run.label}, {sweep.warm_start_epochs} epochs)"
+    return run
+
+
+def start_from(run: RunConfig, weights: str) -> RunConfig:
+    """``run`` initialised from a seglab checkpoint: an OVeNet model's body and main head
+    (``model.body_checkpoint``), any other model where names match (``model.pretrained``)."""
+    key = "model.body_checkpoint" if run.model.name.startswith("ovenet") else "model.pretrained"
+    r = RunConfig.from_dict(set_dotted(run.to_dict(), key, weights))
+    r.label = run.label
+    return r
+
+
+def describe_protocol(sweep: SweepConfig, runs: List[RunConfig]) -> str:
+    """What the comparison will mean, in one line per point (printed by a dry run)."""
+    from seglab.platform.build import report_split_name, selection_is_report, selection_split_name
+
+    lines = [f"budget: {sweep.budget}" + {"schedule": " (every run trains the same epochs)",
+                                           "flops": " (epochs scaled so every run spends the baseline's training FLOPs)",
+                                           "time": f" ({sweep.time_budget_s} s of training per run)"}[sweep.budget],
+             f"seeds: {sweep.seeds} per run, paired across runs" + (
+                 f"; the configuration chosen on the selection split is re-run with {sweep.confirm_seeds} fresh seed(s)"
+                 if sweep.confirm_seeds else "")]
+    if sweep.warm_start_epochs:
+        lines.append(f"warm start: the baseline trains {sweep.warm_start_epochs} epochs first; every run starts from it")
+    if runs:
+        d = runs[0].dataset
+        lines.append(f"selection split: {selection_split_name(d)}; report split: {report_split_name(d)}"
+                     + (" (the SAME split: set dataset.selection_fraction or give a test split)"
+                        if selection_is_report(d) else ""))
+    return "\n".join(lines)

@@ -22,10 +22,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from seglab.errors import ConfigError, check
 from seglab.platform import methods, tracking
-from seglab.platform.build import RunSummary, validate_run, verify_datasets
+from seglab.platform.build import RunSummary, flops_key, validate_run, verify_datasets
 from seglab.platform.config import RunConfig, flatten, set_dotted
 from seglab.platform.plan import (SweepConfig, plan_trials,  # noqa: F401 (SweepConfig, plan_trials re-exported)
-                                  representative_point, run_for_point, split_phases)
+                                  apply_budget, representative_point, run_for_point, split_phases, start_from,
+                                  warm_start_run, with_seeds)
 
 TRIAL_DRIVER_CPU = 0.1
 SWEEP_STATE = "sweep.json"
@@ -191,6 +192,47 @@ def _fit(runs: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage
     return _errors(tuner.fit())
 
 
+def chosen_group(parent_run_id: str, uri: str) -> Tuple[Optional[str], int]:
+    """The method configuration (``seglab.group``) with the best mean selection score
+    (``best_val_miou``, the selection split's) over its search-phase seeds, and how many method
+    groups competed. Never a report-split number: the choice must not see the test split."""
+    scores: Dict[str, List[float]] = {}
+    for r in tracking.child_runs(parent_run_id, uri):
+        tags = r.data.tags
+        if (tags.get("seglab.kind", "trial") != "trial" or tags.get("seglab.baseline") == "true"
+                or tags.get("seglab.phase", "search") != "search" or r.info.status != "FINISHED"):
+            continue
+        value = r.data.metrics.get("best_val_miou")
+        if value is not None and tags.get("seglab.group"):
+            scores.setdefault(tags["seglab.group"], []).append(value)
+    if not scores:
+        return None, 0
+    best = max(scores, key=lambda g: sum(scores[g]) / len(scores[g]))
+    return best, len(scores)
+
+
+def _confirm(planned: List[RunConfig], ctx: Dict[str, Any], sweep: SweepConfig, storage: Path, concurrent: int,
+             resume: bool) -> List[str]:
+    """Re-run the configuration the search chose (on the selection split) and the baseline with
+    ``sweep.confirm_seeds`` fresh seeds: only these runs may back a claimed gain."""
+    group, competing = chosen_group(ctx["parent_run_id"], ctx["tracking_uri"])
+    if competing < 2:
+        print(f"sweep '{sweep.name}': sweep.confirm_seeds={sweep.confirm_seeds}: nothing was searched "
+              f"({competing} method configuration); the seeds above are the evidence, no confirmation run", flush=True)
+        return []
+    chosen = next((r for r in planned if r.group_key() == group), None)
+    baseline = next((r for r in planned if r.baseline), None)
+    if chosen is None:  # an Optuna proposal: not in the plan
+        print(f"sweep '{sweep.name}': the chosen configuration was proposed by the searcher and is not "
+              f"re-run; its row stays 'selected, not confirmed'", flush=True)
+        return []
+    confirm = with_seeds([r for r in (baseline, chosen) if r is not None], sweep.confirm_seeds, first=sweep.seeds,
+                         phase="confirm")
+    print(f"sweep '{sweep.name}': confirming {chosen.label} (best mean selection score of {competing} "
+          f"configurations) against the baseline with {sweep.confirm_seeds} fresh seed(s)", flush=True)
+    return _fit(confirm, ctx, sweep, storage, "confirm", concurrent, resume=resume)
+
+
 def _errors(grid) -> List[str]:
     return [f"{r.config['trial']['label']}: {type(r.error).__name__}: {str(r.error).strip().splitlines()[-1]}"
             for r in grid if r.error is not None]
@@ -214,6 +256,20 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
         print(f"  - {sweep.num_samples} run(s) proposed by Optuna (TPE, seed {sweep.seed}) over "
               f"{', '.join(sorted(sweep.space))}" + (", ASHA early stopping" if sweep.scheduler == "asha" else ""),
               flush=True)
+
+    runs = apply_budget(runs, [x.gflops for x in summaries], sweep)
+    if sweep.budget != "schedule":
+        for r in runs:
+            print(f"  budget={sweep.budget}: {r.label}: " + (f"{r.trainer.epochs} epochs" if sweep.budget == "flops"
+                                                           else f"{r.trainer.time_limit_s:g} s"), flush=True)
+    if sweep.warm_start_epochs:
+        check(not any(r.model.body_checkpoint for r in runs),
+              "sweep.warm_start_epochs and model.body_checkpoint both set: every run starts from the warm start; "
+              "unset model.body_checkpoint")
+        print(f"  warm start: the baseline trains {sweep.warm_start_epochs} epochs first; every compared run "
+              f"starts from its weights", flush=True)
+    if sweep.seeds > 1:
+        print(f"  each run x {sweep.seeds} seeds (trainer.seed + 0..{sweep.seeds - 1}, paired across runs)", flush=True)
 
     cluster = sweep.cluster or {}
     if cluster.get("tracking_uri"):  # the cluster's tracking server (experiments/conf/cluster/)
@@ -252,7 +308,9 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
         parent_id = tracking.start_parent_run(
             experiment_id, f"{sweep.name}-{stamp}",
             {**flatten(base), **{f"sweep.{k}": v for k, v in flatten(sweep.__dict__).items()}, "sweep.trials": total},
-            uri, tags={"seglab.method": method.name, "seglab.sweep_folder": str(storage)},
+            uri, tags={"seglab.method": method.name, "seglab.sweep_folder": str(storage),
+                       "seglab.budget": sweep.budget, "seglab.seeds": str(sweep.seeds),
+                       "seglab.confirm_seeds": str(sweep.confirm_seeds)},
         )
         state = {"name": sweep.name, "parent_run_id": parent_id, "experiment_id": experiment_id, "tracking_uri": uri,
                  "config": _fingerprint(base, sweep)}
@@ -273,29 +331,55 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
         tracking.set_terminated(parent_id, "FAILED", uri)
         _write_state(storage, {**state, "status": "FAILED"})
         raise
-    ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
+    gflops = {flops_key(r): x.gflops for r, x in zip(runs, summaries) if math.isfinite(x.gflops)}
+    ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id, "gflops": gflops,
            "storage_path": str(storage / "train"), "use_gpu": use_gpu, "method": method.name, "resources": resources}
-    first, later = split_phases(runs)
-    errors = _fit(first, ctx, sweep, storage, "tune", concurrent, base if sweep.search == "optuna" else None,
-                  method, resume=resumed is not None)
+    errors: List[str] = []
+    if sweep.warm_start_epochs:
+        warm = method.prepare_run(warm_start_run(base, sweep), resources)
+        # it runs alone: its workers get the cluster's CPUs (e.g. 2 torch threads instead of 1 on 2 cores)
+        free = ray.cluster_resources().get("CPU", 1.0) - TRIAL_DRIVER_CPU
+        share = math.floor(10 * free / warm.trainer.num_workers) / 10
+        if not use_gpu and share > warm.trainer.cpus_per_worker:
+            warm.trainer.cpus_per_worker = share
+        errors += _fit([warm], ctx, sweep, storage, "warm-start", 1, resume=resumed is not None)
+        weights = Path(ctx["storage_path"]) / warm.key() / "best.pt"
+        if not weights.is_file():
+            tracking.mark_unfinished_children(parent_id, uri, ctx["storage_path"])
+            tracking.set_terminated(parent_id, "FAILED", uri)
+            _write_state(storage, {**state, "status": "FAILED"})
+            raise RuntimeError(f"sweep '{sweep.name}': the warm-start run left no checkpoint ({weights}): "
+                               + "; ".join(errors))
+        print(f"sweep '{sweep.name}': every compared run starts from the warm start's weights ({weights})", flush=True)
+        runs = [start_from(r, str(weights)) for r in runs]
+    planned = runs  # one per configuration, before seeds: what a confirmation re-runs
+    first, later = split_phases(with_seeds(runs, sweep.seeds))
+    errors += _fit(first, ctx, sweep, storage, "tune", concurrent, base if sweep.search == "optuna" else None,
+                   method, resume=resumed is not None)
     if later:
-        baseline = next(r for r in runs if r.baseline)
-        best = Path(ctx["storage_path"]) / baseline.key() / "best.pt"
-        if not best.is_file():
-            errors += [f"{r.label}: skipped: the baseline run left no checkpoint ({best})" for r in later]
-        else:
-            print(f"sweep '{sweep.name}': {len(later)} run(s) start from the baseline's weights ({best})", flush=True)
-            resolved = []
-            for r in later:
-                r2 = RunConfig.from_dict(set_dotted(r.to_dict(), "model.body_checkpoint", str(best)))
-                r2.label = r.label
-                resolved.append(r2)
+        resolved = []
+        for r in later:  # each starts from the baseline run of its own seed (seeds stay paired)
+            baseline = next(b for b in first if b.baseline and b.trainer.seed == r.trainer.seed)
+            best = Path(ctx["storage_path"]) / baseline.key() / "best.pt"
+            if not best.is_file():
+                errors.append(f"{r.label}: skipped: the baseline run left no checkpoint ({best})")
+                continue
+            r2 = RunConfig.from_dict(set_dotted(r.to_dict(), "model.body_checkpoint", str(best)))
+            r2.label = r.label
+            resolved.append(r2)
+        if resolved:
+            print(f"sweep '{sweep.name}': {len(resolved)} run(s) start from the baseline's weights", flush=True)
             errors += _fit(resolved, ctx, sweep, storage, "tune-from-baseline", min(concurrent, len(resolved)),
                            resume=resumed is not None)
+    if sweep.confirm_seeds:
+        errors += _confirm(planned, ctx, sweep, storage, concurrent, resume=resumed is not None)
     tracking.mark_unfinished_children(parent_id, uri, ctx["storage_path"])
     rows = report.collect(parent_id, uri)
     table = "\n\n".join(method.tables(rows, sweep) + [report.format_table(rows, metric=sweep.metric)])
     report.log_to_parent(parent_id, rows, table, uri)
+    from seglab.platform import ui
+
+    print(ui.ui_link_line(parent_id, uri), flush=True)  # the parent run, the grouped view, the compare view
     tracking.set_terminated(parent_id, "FAILED" if errors else "FINISHED", uri)
     _write_state(storage, {**state, "status": "FAILED" if errors else "FINISHED"})
     return SweepResult(parent_id, experiment_id, rows, table, str(storage), errors)

@@ -19,6 +19,11 @@ PARENT_TAG = "mlflow.parentRunId"
 #: not inherit the driver's environment (they show in the Ray dashboard's job view: keep it private).
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 TRIAL_KEY_TAG = "seglab.trial_key"
+#: MLflow 3's experiment kind: a model-training experiment, so that the UI shows its runs rather than
+#: the GenAI "Traces" overview (MLflow 3.17 also keeps a per-browser choice, which the links of
+#: seglab.platform.ui override with ``workflowType=machine_learning``).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def home() -> Path:
@@ -62,21 +67,33 @@ def ensure_experiment(name: str, uri: Optional[str] = None) -> str:
     Its artifact location is :func:`artifact_root`: on a tracking server, the server's own default
     (``mlflow-artifacts:/...``) unless ``$SEGLAB_ARTIFACT_ROOT`` says otherwise. An existing
     experiment keeps the location it was created with (MLflow cannot move it): for one on a server
-    with a local path, one line on stderr says so."""
+    with a local path, one line on stderr says so.
+
+    It is a model-training experiment (tag ``mlflow.experimentKind=custom_model_development``, also
+    added to an existing experiment that has no kind yet; a kind someone chose is kept)."""
     uri = uri or tracking_uri()
     c = client(uri)
     exp = c.get_experiment_by_name(name)
     root = artifact_root(uri)
+    kind = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
     if exp is not None:
         location = str(exp.artifact_location or "")
         if root is None and (location.startswith("file:") or location.startswith("/")):
             print(f"seglab: experiment '{name}' on {uri} keeps its artifacts at {location} (a local path, set "
                   f"when it was created), not on the server; use a new sweep.experiment to have them proxied",
                   file=sys.stderr, flush=True)
+        if not (exp.tags or {}).get(EXPERIMENT_KIND_TAG):
+            from mlflow.exceptions import MlflowException
+
+            try:
+                c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            except MlflowException as exc:  # e.g. a server that lets this user write runs, not experiments
+                print(f"seglab: could not mark experiment '{name}' as a model-training experiment "
+                      f"({EXPERIMENT_KIND_TAG}): {str(exc).splitlines()[0][:200]}", file=sys.stderr, flush=True)
         return exp.experiment_id
     if root is None:  # a tracking server: its default artifact root (mlflow-artifacts:/ when proxying)
-        return c.create_experiment(name)
-    return c.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}")
+        return c.create_experiment(name, tags=kind)
+    return c.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}", tags=kind)
 
 
 def _param_value(v: Any) -> str:

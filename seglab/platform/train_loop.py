@@ -8,12 +8,13 @@ run, with the method's pictures of fixed validation images.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -22,9 +23,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, augmentation_seed
 from seglab.platform import checkpoint as ckpt
 from seglab.platform import methods, speed
-from seglab.platform.build import build_datasets, build_loss, build_model
+from seglab.platform.build import (build_datasets, build_loss, build_model, build_report_dataset,
+                                   report_split_name, selection_split_name)
 from seglab.platform.config import RunConfig
-from seglab.platform.evaluation import EvalContext, Evaluator, SegmentationEvaluator, all_reduce_sum, evaluate
+from seglab.platform.evaluation import (EvalContext, Evaluator, SegmentationEvaluator, all_reduce_sum, evaluate,
+                                       validation_shard)
 from seglab.platform.quiet import quiet, quiet_train_worker
 from seglab.platform.gpu_monitor import start_gpu_monitor
 from seglab.platform.trial_log import TrialLogger
@@ -142,20 +145,6 @@ def _fmt_eta(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-class _WithIndex(Dataset):
-    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set)."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        image, label = self.dataset[self.indices[i]]
-        return image, label, self.indices[i]
-
-
 def _group_names(dataset: Dataset) -> Optional[List[str]]:
     """Per-sample groups (e.g. ACDC's conditions) of a data set that asks for per-group metrics
     (``report_groups = True``) and has more than one group, else None."""
@@ -209,6 +198,59 @@ def _tag_nodes(tracker: TrialLogger, world: int) -> None:
     tracker.set_tag("seglab.num_nodes", len(set(nodes)))
 
 
+def _agreed_max(*values: float) -> List[float]:
+    """The maximum of each value over the DDP ranks (the values themselves without DDP)."""
+    x = torch.tensor(values, dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            x = x.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x.cpu().tolist()
+
+
+def _renamed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
+    """``val_<name>`` -> ``<prefix><name>`` (the report split's scores, named after the per-epoch ones)."""
+    return {prefix + k[len("val_"):]: v for k, v in metrics.items() if k.startswith("val_")}
+
+
+def _cpu_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in ckpt.unwrap(model).state_dict().items()}
+
+
+def report_scores(model, report_loader, make_evaluators, device, selected: Optional[Dict[str, torch.Tensor]],
+                  selected_epoch: int, last_epoch: int) -> Dict[str, float]:
+    """Score the report split once, at the end of a run: ``final_test_*`` with the last epoch's
+    weights and ``test_*`` with the weights of ``selected_epoch`` (chosen on the selection split;
+    the same numbers when it is the last epoch). Every rank calls it (the evaluators all-reduce)."""
+    final = evaluate(model, report_loader, make_evaluators(), device)
+    out = _renamed(final, "final_test_")
+    if selected is None or selected_epoch == last_epoch:
+        out.update(_renamed(final, "test_"))
+        selected_epoch = last_epoch
+    else:
+        ckpt.unwrap(model).load_state_dict(selected)
+        out.update(_renamed(evaluate(model, report_loader, make_evaluators(), device), "test_"))
+    out["selected_epoch"] = float(selected_epoch)
+    return out
+
+
+def epoch_done(start_epoch: int, epoch_times: List[float], last_metrics: Dict[str, float]) -> int:
+    """The last epoch trained (in this process or before a restart); 0 when none."""
+    if epoch_times:
+        return start_epoch - 1 + len(epoch_times)
+    return int(last_metrics.get("epoch", start_epoch - 1))
+
+
+def training_gflops(run: RunConfig, num_classes: int, hw: Tuple[int, int], images: int) -> float:
+    """Training compute spent: 3 x the forward GFLOPs of one ``hw`` image (forward + backward,
+    the usual 1:2 estimate) x the images trained on, in the ``gflops`` metric's convention."""
+    from seglab.models.complexity import count_flops
+
+    with torch.device("meta"):
+        model = build_model(run.model, num_classes, load_weights=False)
+    return 3.0 * count_flops(model, input_size=hw) * images
+
+
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
     """Entry point of every Ray Train worker; ``config`` is plain data (see trainer.py)."""
     import ray.train
@@ -239,7 +281,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     if len(train_loader) == 0:
         raise ValueError(f"trainer.batch_size={t.batch_size} x {world} workers exceeds the {len(train_ds)} training samples")
     # Validation shards without padding (DistributedSampler would repeat samples and bias the metric).
-    val_loader = DataLoader(_WithIndex(val_ds, range(rank, len(val_ds), world)), batch_size=t.batch_size,
+    val_loader = DataLoader(validation_shard(val_ds, rank, world), batch_size=t.batch_size,
                             num_workers=loader_workers, pin_memory=pin)
     model = build_model(run.model, num_classes, load_weights=True)
     criterion = build_loss(run.loss, ignore_index, num_classes).to(device)
@@ -250,6 +292,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                            mean=getattr(val_ds, "mean", None) or IMAGENET_MEAN, std=getattr(val_ds, "std", None) or IMAGENET_STD)
 
     start_epoch, best_miou, elapsed_before, last_metrics, last_state = 1, -1.0, 0.0, {}, None
+    best_epoch, selected_weights = 0, None  # the selection split's best epoch and (a CPU copy of) its weights
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:
@@ -257,9 +300,13 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_miou = int(state["epoch"]) + 1, float(state["best_miou"])
+        best_epoch = int(state.get("best_epoch", state["epoch"]))
         elapsed_before = float(state.get("elapsed_s", 0.0))
         last_metrics = dict(state.get("metrics") or {})
         last_state = state
+        best_file = trial_dir / "best.pt"  # the trial folder is on storage every node sees
+        if best_file.is_file():
+            selected_weights = ckpt.load(str(best_file))["model"]
     model = speed.prepare_model(model, device, channels_last=t.channels_last, sync_bn=t.sync_bn, distributed=world > 1,
                                 say=(lambda m: print(f"[{label}] {m}", flush=True)) if rank == 0 else (lambda m: None))
     model = ray.train.torch.prepare_model(model)
@@ -284,11 +331,21 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     epoch_times = []
     marker = stop_marker(os.path.dirname(str(trial_dir)), trial_dir.name)
     failure: Optional[str] = None
+    train_hw: Optional[Tuple[int, int]] = None
     for epoch in range(start_epoch, t.epochs + 1):
         if epoch > start_epoch and _stop_requested(marker):
             tracker.set_tag("seglab.stopped_early", "true")
             if rank == 0:
                 print(f"[{label}] stopped early after epoch {epoch - 1}: {marker.read_text().strip()}", flush=True)
+            break
+        spent, mean_epoch = elapsed_before + sum(epoch_times), sum(epoch_times) / max(len(epoch_times), 1)
+        if t.time_limit_s is not None:
+            spent, mean_epoch = _agreed_max(spent, mean_epoch)  # every rank takes the same decisions
+        if t.time_limit_s is not None and epoch_times and epoch > start_epoch and spent + mean_epoch > t.time_limit_s:
+            tracker.set_tag("seglab.stopped_by_budget", f"{spent:.0f} s of trainer.time_limit_s={t.time_limit_s:g}")
+            if rank == 0:
+                print(f"[{label}] time budget: stopping after epoch {epoch - 1} ({spent:.0f} s spent, another epoch "
+                      f"would pass trainer.time_limit_s={t.time_limit_s:g})", flush=True)
             break
         if t.fail_once_at_epoch == epoch and rank == 0:
             injected = trial_dir / f".injected_failure_epoch{epoch}"
@@ -304,10 +361,14 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         lr = t.lr
         for i, (images, labels) in enumerate(train_loader):
             step = (epoch - 1) * steps_per_epoch + i
+            if t.time_limit_s is not None:  # the schedule runs over the time budget instead of the epochs
+                done = (spent + mean_epoch * i / steps_per_epoch) / t.time_limit_s  # the same on every rank
+                step = max(step, int(done * total_steps))
             lr = poly_lr(t.lr, step, total_steps, t.poly_power, t.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            train_hw = tuple(images.shape[-2:])
             images = speed.to_input(images, t.channels_last)
             # the labels also go to the model: a model may train a label-conditioned part on them
             with forward_context():
@@ -338,6 +399,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         miou = val_metrics["val_miou"]
         improved = miou > best_miou
         best_miou = max(best_miou, miou)
+        if improved:  # every rank: all of them score the report split with these weights at the end
+            best_epoch, selected_weights = epoch, _cpu_copy(model)
         metrics["best_val_miou"] = best_miou
         elapsed = elapsed_before + sum(epoch_times)
         metrics["elapsed_s"] = elapsed
@@ -347,7 +410,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             if rank == 0:
                 state = {
                     "model": ckpt.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch, "best_miou": best_miou, "val_miou": miou, "elapsed_s": elapsed,
+                    "epoch": epoch, "best_miou": best_miou, "best_epoch": best_epoch, "val_miou": miou,
+                    "elapsed_s": elapsed,
                     "num_classes": num_classes, "class_names": class_names, "run": run.to_dict(),
                     "mlflow_run_id": config.get("mlflow_run_id"),
                     "metrics": {k: float(v) for k, v in metrics.items()},
@@ -371,6 +435,31 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         # Restarted after its last checkpoint (e.g. a sweep resumed after its driver died between
         # the trial's end and Tune's record of it): nothing to train, report the final metrics again.
         ray.train.report(last_metrics)
+    last_epoch = epoch_done(start_epoch, epoch_times, last_metrics)
+    if failure is None and last_epoch > 0:
+        # The result: the report split, scored once, with the selection split's choice of weights.
+        report_ds = build_report_dataset(run.dataset)
+        report_loader = DataLoader(validation_shard(report_ds, rank, world), batch_size=t.batch_size,
+                                   num_workers=loader_workers, pin_memory=pin)
+        report_ctx = dataclasses.replace(eval_ctx, groups=_group_names(report_ds),
+                                         miou_classes=getattr(report_ds, "miou_classes", None))
+        t_report = time.perf_counter()
+        scores = report_scores(model, report_loader,
+                               lambda: [SegmentationEvaluator(report_ctx), *method_set.evaluators(report_ctx)],
+                               device, selected_weights, best_epoch or last_epoch, last_epoch)
+        if rank == 0:
+            images_trained = last_epoch * steps_per_epoch * t.batch_size * world
+            hw = train_hw if train_hw is not None else tuple(getattr(train_ds, "image_size", (0, 0)))
+            if min(hw) > 0:
+                scores["train_gflops_spent"] = training_gflops(run, num_classes, hw, images_trained)
+            scores["report_eval_s"] = time.perf_counter() - t_report
+            tracker.log_metrics(scores, step=last_epoch)
+            tracker.set_tag("seglab.selection_split", selection_split_name(run.dataset))
+            tracker.set_tag("seglab.report_split", report_split_name(run.dataset))
+            print(f"[{label}] {report_split_name(run.dataset)} mIoU {scores.get('test_miou', float('nan')):.3f} "
+                  f"with the weights of epoch {int(scores['selected_epoch'])} (chosen on "
+                  f"{selection_split_name(run.dataset)}); last epoch's weights: "
+                  f"{scores.get('final_test_miou', float('nan')):.3f}", flush=True)
     gpu.stop()  # every rank, also after a non-finite loss; before rank 0's tracker.finish() (its summary goes there)
     if rank == 0:
         if failure is not None:

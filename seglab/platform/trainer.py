@@ -7,8 +7,8 @@ checkpoints in storage and resumes from the latest one.
 """
 from __future__ import annotations
 
-import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -54,7 +54,7 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     t = run.trainer
     key = run.key()
     label = run.label or methods.describe(run)
-    summary = validate_run(run)
+    summary = validate_run(run, known_gflops=ctx.get("gflops"))  # the driver's FLOP counts: ~0.5-2.5 s saved
     params = flatten(run.to_dict())
     params.update({"model.params": summary.params, "model.gflops": round(summary.gflops, 3),
                    "model.flops_input": "x".join(map(str, summary.flops_input_size))})
@@ -63,7 +63,10 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     run_id = tracking.find_or_create_child(
         ctx["experiment_id"], ctx["parent_run_id"], key, label, params,
         tags={"seglab.method": methods.tag(run), "seglab.model": run.model.name,
-              "seglab.baseline": str(run.baseline).lower(), "seglab.label": label},
+              "seglab.baseline": str(run.baseline).lower(), "seglab.label": label,
+              "seglab.seed": str(t.seed), "seglab.group": run.group_key(), "seglab.phase": run.phase,
+              "seglab.group_label": re.sub(r" seed=-?\d+$", "", label),
+              **({"seglab.kind": "warm_start"} if run.phase == "warm_start" else {})},
         uri=ctx["tracking_uri"],
     )
     tracking.client(ctx["tracking_uri"]).log_batch(run_id, metrics=_static_metrics(summary))
@@ -82,7 +85,7 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
         torch_config=raylocal.loopback_torch_config(),  # DDP's rendezvous on 127.0.0.1 on a one-node cluster
         train_loop_config={
             "run": run.to_dict(), "trial_dir": str(trial_dir), "tracking_uri": ctx["tracking_uri"],
-            "mlflow_run_id": run_id, "threads": max(1, int(math.floor(t.cpus_per_worker))),
+            "mlflow_run_id": run_id, "threads": max(1, int(round(t.cpus_per_worker))),
             "method": ctx.get("method"), "resources": ctx.get("resources") or {},
         },
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=use_gpu, resources_per_worker=resources),

@@ -16,6 +16,7 @@ TINY_DATA = [
     "dataset.train.num_samples=8",
     "dataset.train.crop_size=[32,64]",
     "dataset.val.num_samples=4",
+    "dataset.test.num_samples=4",
 ]
 TINY_OVERRIDES = ["model=ovenet_hrnet_w18_small_v1", *TINY_DATA]
 

@@ -23,6 +23,7 @@ SMALLEST = [
     "trainer=tiny", "trainer.num_workers=1", "trainer.viz_samples=2",
     "dataset.image_size=[64,128]", "dataset.train.num_samples=4", "dataset.train.crop_size=[64,128]",
     "dataset.val.num_samples=2",
+    "dataset.test.num_samples=2",
 ]
 
 

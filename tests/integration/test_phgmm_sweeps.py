@@ -12,6 +12,7 @@ SMALLEST = [
     "trainer=tiny", "trainer.num_workers=1", "trainer.epochs=2", "trainer.viz_samples=1",
     "trainer.trimap_widths=[1,2,5]", "model=phgmm_r18", "dataset.image_size=[32,64]",
     "dataset.train.num_samples=4", "dataset.train.crop_size=[32,64]", "dataset.val.num_samples=4",
+    "dataset.test.num_samples=4",
 ]
 LATENT_METRICS = ("val_kl_z", "val_kl_z_shuffled", "val_ssi", "val_chi", "val_dbi", "val_pi_entropy")
 
@@ -52,9 +53,10 @@ def test_phgmm_sweep_logs_kl_terms_clustering_and_pictures_per_epoch(ray_cluster
     assert baseline.data.tags["seglab.baseline"] == "true" and "val_precision" in baseline.data.metrics
     assert "val_ssi" not in baseline.data.metrics  # no latent space
 
-    header = [c.strip() for c in result.table.splitlines()[0].strip("|").split("|")]
+    lines = [line for line in result.table.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert {"K", "g", "KL z", "SSI", "CHI", "DBI"} <= set(header)
     rows = {line.split("|")[2].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
-            for line in result.table.splitlines()[2:5]}
+            for line in lines[2:5]}
     assert rows["K=4 no g"][header.index("K")] == "4" and rows["K=4 no g"][header.index("g")] == "off"
     assert rows["hrnet_w18_small_v1"][header.index("K")] == "-"

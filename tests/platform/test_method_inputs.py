@@ -14,7 +14,7 @@ from seglab.platform.sweep import validate_sweep
 
 CONF = str(Path(__file__).resolve().parents[2] / "experiments" / "conf")
 TINY = ["trainer=tiny", "dataset.image_size=[32,64]", "dataset.train.num_samples=2", "dataset.train.crop_size=[32,64]",
-        "dataset.val.num_samples=2"]
+        "dataset.val.num_samples=2", "dataset.test.num_samples=2"]
 
 
 def _validate(config_name, overrides):

@@ -141,20 +141,107 @@ def test_asha_never_stops_the_baseline_and_stops_the_others_through_their_marker
 
 
 def test_ablation_table_has_the_papers_columns_and_switches():
-    def row(label, baseline=False, miou=0.5, **kw):
-        r = {"label": label, "baseline": baseline, "best_val_miou": miou, "delta": None, "tau": None,
+    from seglab.platform import stats
+
+    def row(label, baseline=False, **kw):
+        r = {"label": label, "baseline": baseline, "test_miou_est": None, "delta_est": None, "tau": None,
              "frozen": False, "branch": None, "cascade": None, "loss_name": "ovenet", "criterion": "ohem",
-             "val_miou_initial": None, "val_miou_seed": None}
+             "miou_initial": None, "miou_seed": None, "seeds": 1}
         r.update(kw)
         return r
 
-    rows = [row("Br4 τ0.2 CE", miou=0.47, tau=0.2, branch=4.0, cascade=0.0, criterion="ce", delta=-1.0,
-                val_miou_initial=0.45, val_miou_seed=0.30),
-            row("HRNet", baseline=True, miou=0.48, loss_name="ohem", criterion=None),
-            row("Fr Br4 τ0.5 OHEM", miou=0.49, tau=0.5, branch=4.0, frozen=True, cascade=2.0, delta=1.0)]
+    # S_f over seeds 0, 1: 0.47, 0.49 -> 48.00 ± t(.975, 1) x 0.01 = 12.71; paired Δ vs 0.46, 0.47: 0.01,
+    # 0.02 -> +1.50 ± 12.706 x 0.005 = 6.35 (points); a single-seed row has no interval
+    rows = [row("Br4 τ0.2 CE", tau=0.2, branch=4.0, cascade=0.0, criterion="ce", seeds=2,
+                test_miou_est=stats.mean_ci([0.47, 0.49]), miou_initial=0.45, miou_seed=0.30,
+                delta_est=stats.paired_difference({0: 0.47, 1: 0.49}, {0: 0.46, 1: 0.47})),
+            row("HRNet", baseline=True, loss_name="ohem", criterion=None, test_miou_est=stats.mean_ci([0.48])),
+            row("Fr Br4 τ0.5 OHEM", tau=0.5, branch=4.0, frozen=True, cascade=2.0,
+                test_miou_est=stats.mean_ci([0.49]), delta_est=stats.paired_difference({0: 0.49}, {0: 0.48}))]
     lines = format_ablation_table(rows).splitlines()
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:5]]
-    assert cells[0] == ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base"]
-    assert cells[2] == ["HRNet (baseline)", "", "", "", "", "✓", "48.00", "-", "-", "-"]  # baseline first
-    assert cells[3] == ["Br4 τ0.2 CE", "", "4", "0.2", "", "", "47.00", "45.00", "30.00", "-1.00"]
-    assert cells[4] == ["Fr Br4 τ0.5 OHEM", "✓", "4", "0.5", "2", "✓", "49.00", "-", "-", "+1.00"]
+    assert cells[0] == ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base", "seeds"]
+    assert cells[2] == ["HRNet (baseline)", "", "", "", "", "✓", "48.00 (n=1)", "-", "-", "-", "1"]  # baseline first
+    assert cells[3] == ["Br4 τ0.2 CE", "", "4", "0.2", "", "", "48.00 ± 12.71", "45.00", "30.00", "+1.50 ± 6.35", "2"]
+    assert cells[4] == ["Fr Br4 τ0.5 OHEM", "✓", "4", "0.5", "2", "✓", "49.00 (n=1)", "-", "-", "+1.00 (n=1)", "1"]
+
+
+# ------------------------------------------------------------------ issue 14: seeds, budgets, splits
+def test_seeds_are_paired_across_runs_and_labelled():
+    from seglab.platform.plan import with_seeds
+
+    base, sweep = _compose(["sweep.kappa=[0.25,0.5]", "trainer.seed=7"])
+    runs = plan_trials(base, sweep)
+    seeded = with_seeds(runs, 3)
+    assert len(seeded) == 9
+    by_group = {}
+    for r in seeded:
+        by_group.setdefault(r.group_key(), []).append(r.trainer.seed)
+    assert len(by_group) == 3 and all(s == [7, 8, 9] for s in by_group.values())  # the same seeds for every run
+    assert len({r.key() for r in seeded}) == 9  # distinct trials
+    assert seeded[1].label == f"{runs[0].label} seed=8"
+    assert with_seeds(runs, 1)[0].key() == runs[0].key()  # one seed: the run as planned (resume keeps its key)
+    confirm = with_seeds(runs[:1], 2, first=3, phase="confirm")
+    assert [r.trainer.seed for r in confirm] == [10, 11] and {r.phase for r in confirm} == {"confirm"}
+    assert confirm[0].group_key() == runs[0].group_key()  # a confirmation pools with its configuration
+
+
+def test_flops_budget_scales_epochs_by_the_gflops_ratio_and_time_sets_the_limit():
+    from seglab.platform.plan import apply_budget
+
+    base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.epochs=20", "sweep.budget=flops"])
+    runs = plan_trials(base, sweep)  # baseline, then OVeNet
+    out = apply_budget(runs, [10.0, 13.5], sweep)
+    assert [r.trainer.epochs for r in out] == [20, 15]  # round(20 * 10 / 13.5) = round(14.81)
+    assert [r.trainer.epochs for r in runs] == [20, 20]  # the plan itself is not modified
+    base, sweep = _compose(["sweep.kappa=[0.25]", "sweep.budget=time", "sweep.time_budget_s=90"])
+    out = apply_budget(plan_trials(base, sweep), [10.0, 13.5], sweep)
+    assert [r.trainer.time_limit_s for r in out] == [90.0, 90.0]
+    base, sweep = _compose(["sweep.kappa=[0.25]"])
+    assert apply_budget(plan_trials(base, sweep), [10.0, 13.5], sweep)[1].trainer.epochs == 10  # schedule: as planned
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sweep.seeds=0", "sweep.seeds must be an integer >= 1"),
+    ("sweep.confirm_seeds=-1", "sweep.confirm_seeds must be an integer >= 0"),
+    ("sweep.budget=gpu", "sweep.budget must be one of schedule, flops, time"),
+    ("sweep.budget=time", "sweep.budget=time needs sweep.time_budget_s"),
+    ("sweep.time_budget_s=-5", "sweep.time_budget_s must be null or a number of seconds > 0"),
+    ("sweep.warm_start_epochs=-1", "sweep.warm_start_epochs must be an integer >= 0"),
+])
+def test_honest_sweep_keys_are_validated(override, message):
+    with pytest.raises(ConfigError, match=message):
+        _compose([override])
+
+
+def test_warm_start_run_and_starting_from_it():
+    from seglab.platform.plan import start_from, warm_start_run
+
+    base, sweep = _compose(["sweep.kappa=[0.25]", "sweep.warm_start_epochs=3"])
+    warm = warm_start_run(base, sweep)
+    assert warm.trainer.epochs == 3 and warm.phase == "warm_start" and warm.model.name == "hrnet_w18_small_v1"
+    baseline, method = plan_trials(base, sweep)
+    assert start_from(baseline, "/w/best.pt").model.pretrained == "/w/best.pt"
+    assert start_from(method, "/w/best.pt").model.body_checkpoint == "/w/best.pt"  # OVeNet: body + main head
+
+
+def test_selection_fraction_holds_out_train_files_by_name(tmp_path):
+    from seglab.datasets.fixtures.cityscapes import write_cityscapes
+    from seglab.platform.build import build_datasets, build_report_dataset, held_out, selection_is_report
+    from seglab.platform.config import DatasetConfig
+
+    write_cityscapes(tmp_path, {"train": 12, "val": 3})
+    cfg = DatasetConfig.from_dict({"name": "cityscapes", "root": str(tmp_path), "selection_fraction": 0.4,
+                                   "train": {"augment": True, "crop_size": [32, 64]}, "val": {"augment": False}})
+    train, selection = build_datasets(cfg)
+    report = build_report_dataset(cfg)
+    names = lambda ds: {str(Path(s.image).relative_to(tmp_path)) for s in ds.samples}  # noqa: E731
+    assert names(train).isdisjoint(names(selection)) and len(names(train) | names(selection)) == 12
+    assert names(selection) == {n for n in names(train) | names(selection) if held_out(n, 0.4)}  # by file name
+    assert not selection.augment and train.augment
+    assert {Path(s.image).parts[-3] for s in report.samples} == {"val"} and len(report) == 3
+    assert not selection_is_report(cfg)
+    # deterministic: the same split again, whatever the listing order
+    assert names(build_datasets(cfg)[1]) == names(selection)
+    with pytest.raises(ConfigError, match="selection_fraction must be null or a number in"):
+        DatasetConfig.from_dict({"name": "cityscapes", "selection_fraction": 1.5})

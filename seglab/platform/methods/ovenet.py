@@ -107,10 +107,11 @@ class OVeNet(Method):
                             class_names=list(ctx.class_names) or None)
 
     def row_fields(self, params: Dict[str, str], metrics: Dict[str, float], tags: Dict[str, str]) -> Dict[str, Any]:
-        """κ/λ/τ plus what the Table-5 ablation shows: S_i and S_s scores and the switches."""
+        """κ/λ/τ plus what the Table-5 ablation shows: the report-split scores of S_i and S_s of the
+        same checkpoint as the row's S_f (``test_miou_initial`` / ``test_miou_seed``) and the switches."""
         out = super().row_fields(params, metrics, tags)
         out.update({
-            "val_miou_initial": metrics.get("val_miou_initial"), "val_miou_seed": metrics.get("val_miou_seed"),
+            "miou_initial": metrics.get("test_miou_initial"), "miou_seed": metrics.get("test_miou_seed"),
             "frozen": params.get("model.freeze_body") == "True", "branch": _number(params.get("model.branch_stage")),
             "cascade": _number(params.get("model.cascade_steps")), "loss_name": params.get("loss.name"),
             "criterion": params.get("loss.criterion") or params.get("loss.criterion.name"),
@@ -118,7 +119,10 @@ class OVeNet(Method):
         return out
 
     def tables(self, rows: List[Dict[str, Any]], sweep: Any) -> List[str]:
-        return [format_ablation_table(rows)] if getattr(sweep, "variants", None) is not None else []
+        """The Table-5 ablation for a sweep of variants (``sweep`` None: the rows say whether it was one)."""
+        ablation = getattr(sweep, "variants", None) is not None if sweep is not None else \
+            any(r.get("sweep_variants") for r in rows)
+        return [format_ablation_table(rows)] if ablation else []
 
 
 def _uses_ohem(row: Dict[str, Any]) -> bool:
@@ -128,28 +132,33 @@ def _uses_ohem(row: Dict[str, Any]) -> bool:
 def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
     """The ablation shaped like OVeNet's Table 5 (paper) / 5.11 (thesis): one row per variant with
     its switches (Fr = frozen body from the baseline's weights, Br = branch stage, τ, Ref = cascade
-    steps, OHEM) and the val mIoU of S_f, plus S_i and S_s, in the sweep's order (baseline first)."""
+    steps, OHEM), the report-split mIoU of S_f with its interval, S_i and S_s of the same checkpoint,
+    and the paired Δ vs the baseline, in the sweep's order (baseline first)."""
     from seglab.platform.report import markdown_table
 
-    header = ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base"]
+    header = ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base", "seeds"]
     ordered = sorted(rows, key=lambda r: (not r["baseline"], r["label"]))
     body = []
     for r in ordered:
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
         ovenet = not r["baseline"]
+        est, delta = r.get("test_miou_est"), r.get("delta_est")
         body.append([
-            r["label"] + (" (baseline)" if r["baseline"] else "") + (" (stopped early)" if r.get("stopped_early") else ""),
+            r["label"] + (" (baseline)" if r["baseline"] else "")
+            + (" (stopped early)" if r.get("stopped_early") else ""),
             "✓" if r.get("frozen") else "",
             f"{r['branch']:g}" if ovenet and r.get("branch") is not None else "",
             f"{r['tau']:g}" if ovenet and r.get("tau") is not None else "",
             f"{r['cascade']:g}" if ovenet and r.get("cascade") else "",
             "✓" if _uses_ohem(r) else "",
-            pct(r["best_val_miou"]), pct(r.get("val_miou_initial")), pct(r.get("val_miou_seed")),
-            "-" if r["delta"] is None else f"{r['delta']:+.2f}",
+            "-" if est is None else est.format(scale=100), pct(r.get("miou_initial")), pct(r.get("miou_seed")),
+            "-" if delta is None else delta.format(scale=100, signed=True), str(r.get("seeds", "-")),
         ])
-    return markdown_table(header, body, "mIoU = best val mIoU of S_f (x100); S_i / S_s = last-epoch val mIoU of the "
-                                        "initial and seed heads; Fr = body and first head frozen at the baseline's "
-                                        "trained weights.")
+    return markdown_table(header, body, "mIoU = report-split mIoU of S_f at the checkpoint chosen on the selection "
+                                        "split (x100, mean ± 95 % t-interval over seeds); S_i / S_s = the initial "
+                                        "and seed heads of that same checkpoint (mean over seeds); Δ vs base = "
+                                        "paired difference over shared seeds (points); Fr = body and first head "
+                                        "frozen at the baseline's trained weights.")
 
 
 register_method(OVeNet())
