@@ -266,7 +266,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     torch.set_num_threads(int(config.get("threads", 1)))
     torch.manual_seed(t.seed + rank)
     trial_dir = Path(config["trial_dir"])
-    label = methods.describe(run)
+    label = run.label or methods.describe(run)
     method_set = methods.for_trial(run, config.get("method"))
 
     train_ds, val_ds = build_datasets(run.dataset)
@@ -436,7 +436,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         # the trial's end and Tune's record of it): nothing to train, report the final metrics again.
         ray.train.report(last_metrics)
     last_epoch = epoch_done(start_epoch, epoch_times, last_metrics)
-    if failure is None and last_epoch > 0:
+    if failure is None and last_epoch > 0 and run.phase != "warm_start":  # a warm start is no result
         # The result: the report split, scored once, with the selection split's choice of weights.
         report_ds = build_report_dataset(run.dataset)
         report_loader = DataLoader(validation_shard(report_ds, rank, world), batch_size=t.batch_size,

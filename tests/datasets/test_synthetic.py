@@ -167,7 +167,7 @@ def test_generation_is_fast():
 @pytest.mark.parametrize(
     "kwargs, key",
     [
-        ({"split": "test"}, "dataset.split"),
+        ({"split": "testing"}, "dataset.split"),
         ({"num_samples": 0}, "dataset.num_samples"),
         ({"num_samples": 2.5}, "dataset.num_samples"),
         ({"image_size": (0, 256)}, "dataset.image_size"),

@@ -92,3 +92,28 @@ def test_warm_start_seeds_confirmation_and_report_split(ray_cluster, mlflow_stor
             crop_gflops[name] = count_flops(build_model(name, num_classes=9), input_size=(32, 64))
         images = 2 * 8  # 2 epochs x 8 training images (batch 2 x 4 steps, one worker)
         assert m["train_gflops_spent"] == pytest.approx(3 * crop_gflops[name] * images, rel=1e-6)
+
+    # `seglab eval` of a trial's selected checkpoint (best.pt) on its report split gives the test_miou
+    # the trial logged, and logs an evaluation run linked to the trial; `seglab compare` of the sweep
+    # prints the table and logs its plots to the parent run.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    trial = next(r for r in confirm if r.data.tags["seglab.baseline"] == "true")
+    best = Path(result.storage_path) / "train" / trial.data.tags["seglab.trial_key"] / "best.pt"
+    out = tmp_path / "eval.json"
+    cli = [sys.executable, "-c", "import sys; from seglab.platform.cli import main; sys.exit(main())"]
+    done = subprocess.run(cli + ["eval", str(best), "--json", str(out), "--no-progress", "--experiment", "itest_honest"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["miou"] == pytest.approx(trial.data.metrics["test_miou"], abs=1e-9)
+    evaluations = client.search_runs([trial.info.experiment_id],
+                                     filter_string="tags.`seglab.kind` = 'evaluation'")
+    assert [e.data.tags["seglab.evaluates"] for e in evaluations] == [trial.info.run_id]
+    done = subprocess.run(cli + ["compare", result.parent_run_id], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "test mIoU" in done.stdout and "Δ vs base" in done.stdout
+    logged = {a.path for a in client.list_artifacts(result.parent_run_id, "compare")}
+    assert {"compare/per_class_iou.png", "compare/miou_vs_gflops.png", "compare/val_miou_curves.png"} <= logged
