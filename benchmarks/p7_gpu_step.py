@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # seglab from this
 from seglab.losses import build_loss  # noqa: E402
 from seglab.models import build_model  # noqa: E402
 from seglab.platform import speed  # noqa: E402
+from _common import log_mlflow  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 
 #: Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts).
 DENSE_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "GH200": 989.0, "B200": 2250.0,
@@ -70,27 +71,6 @@ def peak_tflops(name: str, override: float) -> tuple:
 
 def spread(values, fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-
-def log_mlflow(run_name: str, params: dict, metrics: dict, markdown: str) -> None:
-    try:
-        import mlflow
-
-        from seglab.platform.tracking import ensure_experiment, tracking_uri
-    except ImportError:
-        print("mlflow is not importable: results not logged")
-        return
-    try:
-        uri = tracking_uri()
-        exp = ensure_experiment("benchmarks", uri)
-        mlflow.set_tracking_uri(uri)
-        with mlflow.start_run(experiment_id=exp, run_name=run_name):
-            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics(metrics)
-            mlflow.log_text(markdown, f"{run_name}.md")
-        print(f"logged to MLflow experiment 'benchmarks' ({uri})")
-    except Exception as exc:
-        print(f"MLflow logging failed ({type(exc).__name__}: {exc}); results not logged")
 
 
 class Runner:

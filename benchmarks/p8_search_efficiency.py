@@ -35,6 +35,9 @@ from typing import Any, Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # seglab and experiments from this checkout
+
+from _common import log_mlflow  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+
 CONF = REPO / "experiments" / "conf"
 GOAL = 0.40
 TOLERANCE = 0.005  # 0.5 mIoU points (mIoU in [0, 1])
@@ -53,27 +56,6 @@ def versions() -> Dict[str, str]:
         except ImportError:
             out[mod] = "absent"
     return out
-
-
-def log_mlflow(run_name: str, params: dict, metrics: dict, markdown: str) -> None:
-    try:
-        import mlflow
-
-        from seglab.platform.tracking import ensure_experiment, tracking_uri
-    except ImportError:
-        print("mlflow is not importable: results not logged")
-        return
-    try:
-        uri = tracking_uri()
-        exp = ensure_experiment("benchmarks", uri)
-        mlflow.set_tracking_uri(uri)
-        with mlflow.start_run(experiment_id=exp, run_name=run_name):
-            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics(metrics)
-            mlflow.log_text(markdown, f"{run_name}.md")
-        print(f"logged to MLflow experiment 'benchmarks' ({uri})")
-    except Exception as exc:
-        print(f"MLflow logging failed ({type(exc).__name__}: {exc}); results not logged")
 
 
 def compose(overrides: List[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:

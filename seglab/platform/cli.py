@@ -16,7 +16,7 @@ import argparse
 import os
 import re
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from seglab.errors import ConfigError
 from seglab.platform.quiet import quiet
@@ -32,14 +32,21 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _size(text: str):
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h <= 0 or w <= 0:
-            raise ValueError
-        return h, w
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must be HxW with positive integers, e.g. 1024x2048 (got {text!r})")
+def hw_type(flag: str, example: str):
+    """An argparse ``type`` for ``HxW`` with positive integers -> ``(H, W)``; errors name ``flag``."""
+    def parse(text: str) -> Tuple[int, int]:
+        try:
+            h, w = (int(v) for v in text.lower().split("x"))
+            if h <= 0 or w <= 0:
+                raise ValueError
+            return h, w
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be HxW with positive integers, e.g. {example} (got {text!r})")
+
+    return parse
+
+
+_size = hw_type("--size", "1024x2048")
 
 
 def _positive(text: str) -> int:

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from seglab.errors import ConfigError
+from seglab.platform.cli import hw_type
 
 __all__ = ["add_parser", "cmd_eval", "evaluate_predictions", "evaluate_checkpoint", "format_result"]
 
@@ -48,19 +49,6 @@ def _scale(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"--scales must be numbers > 0, e.g. --scales 0.75 1.0 1.25 (got {text!r})")
     return value
-
-
-def _pair(flag: str):
-    def parse(text: str) -> Tuple[int, int]:
-        try:
-            h, w = (int(v) for v in text.lower().split("x"))
-            if h <= 0 or w <= 0:
-                raise ValueError
-            return h, w
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be HxW with positive integers, e.g. 512x1024 (got {text!r})")
-
-    return parse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -83,9 +71,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--scales", nargs="+", type=_scale, metavar="S", help="test scales (default 1.0)")
     p.add_argument("--flip", action="store_true", help="also predict the horizontally flipped image")
     p.add_argument("--slide", action="store_true", help="sliding-window inference with windows of --crop")
-    p.add_argument("--crop", type=_pair("--crop"), metavar="HxW",
+    p.add_argument("--crop", type=hw_type("--crop", "512x1024"), metavar="HxW",
                    help="sliding window size (default: the run's training crop)")
-    p.add_argument("--stride", type=_pair("--stride"), metavar="HxW", help="window step (default 2/3 of --crop)")
+    p.add_argument("--stride", type=hw_type("--stride", "512x1024"), metavar="HxW",
+                   help="window step (default 2/3 of --crop)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--json", metavar="OUT", help="also write the scores as JSON to OUT")
     p.add_argument("--experiment", default="seglab",
