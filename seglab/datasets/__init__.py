@@ -35,7 +35,7 @@ def list_datasets() -> List[str]:
     return DATASETS.list()
 
 
-def _accepted_keys(factory: Callable[..., Any]) -> Optional[List[str]]:
+def accepted_keys(factory: Callable[..., Any]) -> Optional[List[str]]:
     """Keyword names ``factory`` accepts besides ``split`` (``None``: it takes ``**kwargs``)."""
     try:
         params = inspect.signature(factory).parameters.values()
@@ -55,7 +55,7 @@ def build_dataset(name: str, split: str = "train", **kwargs: Any):
     option keys and bad values raise ``ConfigError`` naming the key (``dataset.<key>``).
     """
     factory = DATASETS.get(name)
-    accepted = _accepted_keys(factory)
+    accepted = accepted_keys(factory)
     if accepted is not None:
         unknown = sorted(k for k in kwargs if k not in accepted)
         if unknown:

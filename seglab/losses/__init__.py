@@ -26,7 +26,7 @@ def register_loss(name: Optional[str] = None) -> Callable[[Callable[..., Any]], 
     return LOSSES.register(name)
 
 
-def _accepted_kwargs(factory: Callable[..., Any]) -> Optional[List[str]]:
+def accepted_kwargs(factory: Callable[..., Any]) -> Optional[List[str]]:
     """Keyword names ``factory`` accepts, or ``None`` if it takes ``**kwargs``."""
     params = inspect.signature(factory).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
@@ -46,7 +46,7 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
     for an option the loss does not take (listing its options, as ``loss.<option>``).
     """
     factory = LOSSES.get(name)
-    accepted = _accepted_kwargs(factory)
+    accepted = accepted_kwargs(factory)
     if accepted is not None:
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:

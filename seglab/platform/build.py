@@ -1,7 +1,7 @@
-"""Config -> core objects. The only place that turns a :class:`RunConfig` into models/losses/data.
+"""Config -> core objects: the only place that turns a run's typed config into models, losses and data.
 
-:func:`validate_run` builds everything cheaply (the model on the ``meta`` device, data sets lazily)
-so that a bad name, value or file fails with one line before any cluster resource is taken.
+Nothing else: the checks a sweep runs before it starts (:mod:`seglab.platform.sweep.validate`) and
+the training loop (:mod:`seglab.platform.train`) call these builders.
 """
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ import hashlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from seglab.errors import ConfigError, check
-from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig, RunConfig
+from seglab.platform.config import DatasetConfig, LossConfig, ModelConfig
 
 
 def _build_role(cfg: DatasetConfig, role: str, split: Optional[str] = None, **override) -> Dataset:
@@ -174,68 +172,12 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
 def build_loss(cfg: LossConfig, ignore_index: int, num_classes: Optional[int] = None) -> nn.Module:
     """The loss of ``cfg``; ``ignore_index`` and (for losses that take it, e.g. SEMEDA's, to check
     its edge network) the data set's ``num_classes`` are filled in."""
-    from seglab.losses import LOSSES, _accepted_kwargs
+    from seglab.losses import LOSSES, accepted_kwargs
     from seglab.losses import build_loss as _build
 
     kwargs = dict(cfg.kwargs)
     kwargs.setdefault("ignore_index", ignore_index)
-    accepted = _accepted_kwargs(LOSSES.get(cfg.name))
+    accepted = accepted_kwargs(LOSSES.get(cfg.name))
     if num_classes is not None and accepted is not None and "num_classes" in accepted:
         kwargs.setdefault("num_classes", num_classes)
     return _build(cfg.name, **kwargs)
-
-
-@dataclass
-class RunSummary:
-    """What a validated run looks like: used for logging and the comparison table."""
-
-    num_classes: int
-    class_names: list
-    params: int
-    gflops: float
-    flops_input_size: Tuple[int, int]
-    inference_params: Optional[int] = None  # without training-only parts (PHGMM's PostNet)
-
-
-def flops_key(run: RunConfig) -> str:
-    """What a FLOP count depends on: the architecture (not its weights' files) and the input size."""
-    import json
-
-    model = {k: v for k, v in run.model.to_dict().items() if k not in ("pretrained", "body_checkpoint")}
-    return json.dumps([model, list(run.trainer.flops_input_size)], sort_keys=True, default=str)
-
-
-def validate_run(run: RunConfig, count_flops: bool = True, known_gflops: Optional[dict] = None) -> RunSummary:
-    """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad."""
-    from seglab.models.complexity import count_flops as _flops
-    from seglab.models.complexity import count_inference_parameters, count_parameters
-
-    from seglab.losses.ce import check_class_weights
-
-    from seglab.platform import methods
-
-    _, val = build_datasets(run.dataset)
-    if not selection_is_report(run.dataset):
-        build_report_dataset(run.dataset)
-    num_classes = int(val.num_classes)
-    build_loss(run.loss, ignore_index=int(getattr(val, "ignore_index", 255)), num_classes=num_classes)
-    weights = check_class_weights(run.loss.kwargs.get("class_weights"))
-    if weights is not None and len(weights) != num_classes:
-        raise ConfigError(f"loss.class_weights has {len(weights)} values but dataset '{run.dataset.name}' has "
-                          f"{num_classes} classes")
-    with torch.device("meta"):
-        model = build_model(run.model, num_classes, load_weights=False)
-    gflops = float("nan")
-    if count_flops:
-        known = (known_gflops or {}).get(flops_key(run))  # counted by the sweep's driver already
-        gflops = float(known) if known is not None else _flops(model, input_size=tuple(run.trainer.flops_input_size))
-    summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
-                         tuple(run.trainer.flops_input_size), count_inference_parameters(model))
-    methods.for_run(run).validate(run, summary)
-    if run.model.pretrained:  # after the method's own checks, which say more (e.g. PHGMM's PostNet classes)
-        from seglab.models.pretrained import check_pretrained
-
-        # a file of another architecture fails here, not in a trial; a baseline inherits the method's
-        # model.pretrained, and a file it has no tensor of is left to the trial (as before)
-        check_pretrained(model, run.model.pretrained, require_match=not run.baseline)
-    return summary

@@ -65,12 +65,12 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def load_model(path: str) -> nn.Module:
-    """Rebuild the model recorded in a checkpoint file and load its weights (eval mode)."""
+def model_from_state(state: Dict[str, Any]) -> nn.Module:
+    """Rebuild the model a checkpoint dict records (``run.model``, ``num_classes``) and load its
+    weights (eval mode)."""
     from seglab.models import build_model  # local import: keeps this module light
     from seglab.platform.config import ModelConfig
 
-    state = load(path)
     cfg = ModelConfig.from_dict(state["run"]["model"])
     model = build_model(cfg.name, num_classes=int(state["num_classes"]), **cfg.kwargs)
     if cfg.freeze_bn:
@@ -79,3 +79,8 @@ def load_model(path: str) -> nn.Module:
         model = freeze_batchnorm(model)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def load_model(path: str) -> nn.Module:
+    """Rebuild the model recorded in a checkpoint file and load its weights (eval mode)."""
+    return model_from_state(load(path))

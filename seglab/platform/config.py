@@ -146,8 +146,9 @@ class TrainerConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     warmup_steps: int = 0  # linear lr warm-up over this many optimizer steps, then poly decay
-    # Wall-clock budget (s) of the run (sweep.budget=time sets it): the lr schedule runs over this
-    # time and training stops at the last epoch boundary that fits; null = by epochs only.
+    # Training-time budget (s) of the run (sweep.budget=time sets it): seconds spent in training steps,
+    # validation and checkpoints excluded; the lr schedule runs over this time and training stops at
+    # the last epoch boundary that fits; null = by epochs only.
     time_limit_s: Optional[float] = None
     max_failures: int = 1
     seed: int = 0
@@ -175,6 +176,10 @@ class TrainerConfig:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False
+    # The selection metric (set by the sweep from sweep.metric / sweep.mode): the epoch whose weights
+    # are the run's result ("best.pt", scored on the report split) is the best one by this metric.
+    selection_metric: str = "val_miou"
+    selection_mode: str = "max"
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainerConfig":
@@ -233,6 +238,10 @@ class TrainerConfig:
             check(isinstance(getattr(t, key), bool), f"trainer.{key} must be true or false (got {getattr(t, key)!r})")
         check(t.log_checkpoints in LOG_CHECKPOINTS, f"trainer.log_checkpoints must be one of "
                                                     f"{', '.join(LOG_CHECKPOINTS)} (got {t.log_checkpoints!r})")
+        check(isinstance(t.selection_metric, str) and t.selection_metric.startswith("val_"),
+              f"trainer.selection_metric must be a per-epoch metric val_<name> (got {t.selection_metric!r})")
+        check(t.selection_mode in ("max", "min"), f"trainer.selection_mode must be max or min "
+                                                   f"(got {t.selection_mode!r})")
         check(t.use_gpu in (True, False, "auto"), f"trainer.use_gpu must be true, false or auto (got {t.use_gpu!r})")
         check(len(t.flops_input_size) == 2 and min(t.flops_input_size) > 0,
               f"trainer.flops_input_size must be [H, W] with positive sizes (got {list(t.flops_input_size)})")

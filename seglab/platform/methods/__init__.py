@@ -6,7 +6,8 @@
 
 A new method adds one file here (its :class:`Method` subclass, registered with
 :func:`register_method`), its core model/loss files, its configs and its entry script; nothing in
-the train loop, trainer, sweep or report changes.
+the trainer, sweep or report changes. A method returns data (metrics, pictures, :class:`Table`
+objects); it never imports the report, which renders what methods return.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any, Dict, List, Optional
 
 from seglab.errors import ConfigError
 from seglab.platform.config import RunConfig
-from seglab.platform.methods.base import Column, Method, MethodSet, SearchKey, Stage, StageContext
+from seglab.platform.evaluation import EvalContext, Evaluator, SegmentationEvaluator
+from seglab.platform.methods.base import Column, Method, MethodSet, SearchKey, Stage, StageContext, Table
 from seglab.registry import Registry
 
 METHODS = Registry("method")
@@ -68,6 +70,12 @@ def for_trial(run: RunConfig, sweep_method: Optional[str] = None) -> MethodSet:
     return MethodSet([own] + ([sweep] if sweep is not own else []))
 
 
+def evaluators_for(ctx: EvalContext, method_set: MethodSet) -> List[Evaluator]:
+    """The evaluators of one evaluation of a run: the confusion matrix of its deployed map, then what
+    its methods add (the one list the per-epoch validation and the report split share)."""
+    return [SegmentationEvaluator(ctx), *method_set.evaluators(ctx)]
+
+
 def search_keys() -> Dict[str, SearchKey]:
     """Every sweep dimension (``sweep.<name>``) declared by a registered method."""
     keys: Dict[str, SearchKey] = {}
@@ -91,6 +99,6 @@ from seglab.platform.methods import ovenet as _ovenet  # noqa: E402,F401
 from seglab.platform.methods import semeda as _semeda  # noqa: E402,F401
 from seglab.platform.methods import phgmm as _phgmm  # noqa: E402,F401
 
-__all__ = ["METHODS", "GENERIC", "Column", "Method", "MethodSet", "SearchKey", "Stage", "StageContext",
-           "register_method", "get", "all_methods", "for_run", "for_sweep", "for_trial", "search_keys",
-           "describe", "tag"]
+__all__ = ["METHODS", "GENERIC", "Column", "Method", "MethodSet", "SearchKey", "Stage", "StageContext", "Table",
+           "register_method", "get", "all_methods", "for_run", "for_sweep", "for_trial", "evaluators_for",
+           "search_keys", "describe", "tag"]

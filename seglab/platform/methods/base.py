@@ -53,6 +53,16 @@ class Column:
     where: str = "knobs"
 
 
+@dataclass(frozen=True)
+class Table:
+    """A table a method adds to the comparison, as data (cells already formatted as text); the report
+    renders it (:func:`seglab.platform.report.table.markdown_table`)."""
+
+    header: List[str]
+    body: List[List[str]]
+    footnote: str = ""
+
+
 @dataclass
 class StageContext:
     """What a sweep stage may use: the tracking store and parent run, a cache folder shared by
@@ -83,6 +93,9 @@ class Method:
     search_keys: Dict[str, SearchKey] = {}
     columns: Sequence[Column] = ()
     notes: str = ""  # a line under the comparison table explaining the method's columns
+    #: The run-config key a sweep's warm start sets to the warm-start checkpoint: ``model.pretrained``
+    #: loads every tensor whose name and shape match; a method with a body of its own may name another key.
+    warm_start_key: str = "model.pretrained"
 
     # ---------------------------------------------------------------- which runs, and their names
     def owns(self, run: RunConfig) -> bool:
@@ -114,8 +127,8 @@ class Method:
 
     def draw(self, model: nn.Module, image: Tensor, label: Tensor, ctx: EvalContext) -> Optional[np.ndarray]:
         """The picture of one fixed validation image (``(H, W, 3)`` uint8), or None for none.
-        Default: input | ground truth | prediction | errors (:func:`~seglab.platform.viz.prediction_panel`)."""
-        from seglab.platform.viz import prediction_panel
+        Default: input | ground truth | prediction | errors (:func:`~seglab.platform.viz.panels.prediction_panel`)."""
+        from seglab.platform.viz.panels import prediction_panel
 
         out = model(image.unsqueeze(0).to(ctx.device))
         return prediction_panel(image, label, out.logits[0].float().cpu(), ctx.palette, ctx.ignore_index,
@@ -129,11 +142,11 @@ class Method:
             if c.metric is not None:
                 out[c.key] = metrics.get(c.metric)
             elif c.param is not None:
-                out[c.key] = params.get(c.param) if c.fmt == "text" else _number(params.get(c.param))
+                out[c.key] = params.get(c.param) if c.fmt == "text" else number(params.get(c.param))
         return out
 
-    def tables(self, rows: List[Dict[str, Any]], sweep: Any) -> List[str]:
-        """Extra tables printed before the main comparison (e.g. OVeNet's Table 5 for an ablation)."""
+    def tables(self, rows: List[Dict[str, Any]], sweep: Any) -> List[Table]:
+        """Extra tables shown before the main comparison (e.g. OVeNet's Table 5 for an ablation)."""
         return []
 
     def __repr__(self) -> str:
@@ -146,7 +159,7 @@ def fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def _number(value: Optional[str]) -> Optional[float]:
+def number(value: Optional[str]) -> Optional[float]:
     try:
         return float(value) if value not in (None, "", "None") else None
     except ValueError:

@@ -6,7 +6,7 @@
   S_s (``val_miou_seed``), S_f when it is not the deployed map (``val_miou_final``), what the
   fusion adds (``val_miou_gain_over_initial`` = mIoU(S_f) − mIoU(S_i)) and the offset
   diagnostics ``val_offset_px``, ``val_confidence``, ``val_frac_changed``;
-* picture: :func:`seglab.platform.viz.ovenet_panel`;
+* picture: :func:`seglab.platform.viz.panels.ovenet_panel`;
 * comparison: κ, λ, τ columns, and for an ablation sweep a table shaped like paper Table 5.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from seglab.platform.config import RunConfig
-from seglab.platform.evaluation import (EvalBatch, EvalContext, Evaluator, MeanEvaluator, PredictionEvaluator,
-                                        all_reduce_sum)
+from seglab.platform.comm import all_reduce_sum
+from seglab.platform.evaluation import EvalBatch, EvalContext, Evaluator, MeanEvaluator, PredictionEvaluator
 from seglab.platform.methods import register_method
-from seglab.platform.methods.base import Column, Method, SearchKey, _number, fmt
+from seglab.platform.methods.base import Column, Method, SearchKey, Table, fmt, number
 
 
 class OVeNetHeads(PredictionEvaluator):
@@ -53,7 +53,7 @@ class OVeNetHeads(PredictionEvaluator):
 
 def _offset_means(batch: EvalBatch):
     """Offset length (input px), confidence and fraction of pixels S_f changed, weighted by pixels."""
-    from seglab.platform.viz import offset_diagnostics
+    from seglab.platform.viz.panels import offset_diagnostics
 
     out = batch.output
     if out.offsets is None or out.confidence is None or out.initial_logits is None:
@@ -69,6 +69,7 @@ class OVeNet(Method):
     name = "ovenet"
     model_prefixes = ("ovenet_",)
     loss_names = ("ovenet",)
+    warm_start_key = "model.body_checkpoint"  # the body and main head; the offset branch starts fresh
     search_keys = {"kappa": SearchKey("loss.kappa", 0.0, True), "lam": SearchKey("loss.lam", 0.0, True),
                    "tau": SearchKey("model.tau", 0.0, False)}
     columns = (Column("κ", "kappa", param="loss.kappa"), Column("λ", "lam", param="loss.lam"),
@@ -94,8 +95,8 @@ class OVeNet(Method):
                                                 _offset_means)]
 
     def draw(self, model: nn.Module, image: Tensor, label: Tensor, ctx: EvalContext) -> Optional[np.ndarray]:
-        """Input, GT, S_i, S_s, S_f, offsets, confidence, fix/break (:func:`~seglab.platform.viz.ovenet_panel`)."""
-        from seglab.platform.viz import ovenet_panel
+        """Input, GT, S_i, S_s, S_f, offsets, confidence, fix/break (:func:`~seglab.platform.viz.panels.ovenet_panel`)."""
+        from seglab.platform.viz.panels import ovenet_panel
 
         out = model(image.unsqueeze(0).to(ctx.device))
         if out.offsets is None:
@@ -112,13 +113,13 @@ class OVeNet(Method):
         out = super().row_fields(params, metrics, tags)
         out.update({
             "miou_initial": metrics.get("test_miou_initial"), "miou_seed": metrics.get("test_miou_seed"),
-            "frozen": params.get("model.freeze_body") == "True", "branch": _number(params.get("model.branch_stage")),
-            "cascade": _number(params.get("model.cascade_steps")), "loss_name": params.get("loss.name"),
+            "frozen": params.get("model.freeze_body") == "True", "branch": number(params.get("model.branch_stage")),
+            "cascade": number(params.get("model.cascade_steps")), "loss_name": params.get("loss.name"),
             "criterion": params.get("loss.criterion") or params.get("loss.criterion.name"),
         })
         return out
 
-    def tables(self, rows: List[Dict[str, Any]], sweep: Any) -> List[str]:
+    def tables(self, rows: List[Dict[str, Any]], sweep: Any) -> List[Table]:
         """The Table-5 ablation for a sweep of variants (``sweep`` None: the rows say whether it was one)."""
         ablation = getattr(sweep, "variants", None) is not None if sweep is not None else \
             any(r.get("sweep_variants") for r in rows)
@@ -129,13 +130,11 @@ def _uses_ohem(row: Dict[str, Any]) -> bool:
     return row.get("loss_name") == "ohem" or row.get("criterion") == "ohem"
 
 
-def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
+def format_ablation_table(rows: List[Dict[str, Any]]) -> Table:
     """The ablation shaped like OVeNet's Table 5 (paper) / 5.11 (thesis): one row per variant with
     its switches (Fr = frozen body from the baseline's weights, Br = branch stage, τ, Ref = cascade
     steps, OHEM), the report-split mIoU of S_f with its interval, S_i and S_s of the same checkpoint,
     and the paired Δ vs the baseline, in the sweep's order (baseline first)."""
-    from seglab.platform.report import markdown_table
-
     header = ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base", "seeds"]
     ordered = sorted(rows, key=lambda r: (not r["baseline"], r["label"]))
     body = []
@@ -154,7 +153,7 @@ def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
             "-" if est is None else est.format(scale=100), pct(r.get("miou_initial")), pct(r.get("miou_seed")),
             "-" if delta is None else delta.format(scale=100, signed=True), str(r.get("seeds", "-")),
         ])
-    return markdown_table(header, body, "mIoU = report-split mIoU of S_f at the checkpoint chosen on the selection "
+    return Table(header, body, "mIoU = report-split mIoU of S_f at the checkpoint chosen on the selection "
                                         "split (x100, mean ± 95 % t-interval over seeds); S_i / S_s = the initial "
                                         "and seed heads of that same checkpoint (mean over seeds); Δ vs base = "
                                         "paired difference over shared seeds (points); Fr = body and first head "

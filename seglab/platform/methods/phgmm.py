@@ -21,7 +21,8 @@ import torch
 
 from seglab.errors import check
 from seglab.platform.config import RunConfig
-from seglab.platform.evaluation import EvalBatch, EvalContext, Evaluator, ScoresEvaluator, TrimapEvaluator, all_reduce_sum
+from seglab.platform.comm import all_reduce_sum, gather_objects
+from seglab.platform.evaluation import EvalBatch, EvalContext, Evaluator, ScoresEvaluator, TrimapEvaluator
 from seglab.platform.methods import register_method
 from seglab.platform.methods.base import Column, Method, SearchKey, fmt
 
@@ -31,13 +32,7 @@ POSTNET_INPUT = "postnet.backbone.conv1.weight"  # (64, in_chans + C, 7, 7): Pos
 
 def _gather(array: np.ndarray) -> np.ndarray:
     """Concatenate ``array`` (rows) over the DDP ranks, in rank order (every rank gets all rows)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return array
-    parts: List[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, array)
-    parts = [p for p in parts if len(p)]
+    parts = [p for p in gather_objects(array) if len(p)]
     return np.concatenate(parts, axis=0) if parts else array
 
 
@@ -119,7 +114,7 @@ class LatentEvaluator(Evaluator):
         return out
 
     def pictures(self) -> Dict[str, np.ndarray]:
-        from seglab.platform.plots import bar_chart, embedding_scatter
+        from seglab.platform.viz.charts import bar_chart, embedding_scatter
 
         points, labels = self._points()
         if len(points) < 2:

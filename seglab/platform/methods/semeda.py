@@ -116,9 +116,9 @@ def train_edge_net(run_dict: Dict[str, Any], key: str, path: str, tracking_uri: 
     from seglab.losses.semeda import edge_f1, pretrain_edge_net, save_edge_net
     from seglab.platform import tracking
     from seglab.platform.build import build_datasets
-    from seglab.platform.plots import curve
+    from seglab.platform.viz.charts import curve
     from seglab.platform.quiet import quiet
-    from seglab.platform.viz import save_png
+    from seglab.platform.viz.panels import save_png
 
     quiet()
     run = RunConfig.from_dict(run_dict)
@@ -226,8 +226,8 @@ def semeda_panel(image: Tensor, target: Tensor, probs: Tensor, palette, ctx: Eva
     ``(H, W)`` in [0, 1] or None (no edge net: grey tiles)."""
     from seglab.datasets.labels import colorize
     from seglab.metrics import band, semantic_edges
-    from seglab.platform.flowcolor import confidence_to_color
-    from seglab.platform.viz import compose_panel, denormalize
+    from seglab.platform.viz.flowcolor import confidence_to_color
+    from seglab.platform.viz.panels import compose_panel, denormalize
 
     H, W = target.shape
     pred = probs.argmax(0)

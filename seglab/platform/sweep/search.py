@@ -7,10 +7,11 @@ Two small wrappers keep the sweep a fair comparison:
   into a full run config. The fixed runs' results are not fed to Optuna (they are not points of
   its space).
 * :class:`BaselineProtectingASHA` is Tune's ASHA that never stops a baseline trial (the
-  baseline must train the full schedule: it is the reference every row is compared with), and
+  baseline must train the full schedule: it is the reference every row is compared with) nor a
+  confirm-phase one, measures time in each run's own progress through its schedule, and
   that stops the others *gracefully*: instead of having Tune kill the trial's actor (which
   cannot interrupt a running ``TorchTrainer.fit()`` and would leave its workers holding their
-  CPUs), it writes the run's stop marker (:func:`seglab.platform.train_loop.stop_marker`); the
+  CPUs), it writes the run's stop marker (:func:`seglab.platform.train.hooks.stop_marker`); the
   training loop sees it before the next epoch, closes its MLflow run with the tag
   ``seglab.stopped_early=true`` and returns, so the trial ends normally.
 
@@ -23,7 +24,12 @@ from typing import Any, Callable, Dict, List, Optional
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from seglab.platform.plan import SweepConfig
+from seglab.platform.sweep.config import SweepConfig
+
+#: What ASHA's rungs are measured in: each run's own progress through its schedule (epoch / its epochs,
+#: or its training seconds / its time budget), so a run the budget gave more epochs is compared with the
+#: others at the same fraction of its schedule and never cut before its lr schedule ends.
+PROGRESS = "progress"
 
 
 def optuna_space(space: Dict[str, Any]) -> Dict[str, Any]:
@@ -75,21 +81,24 @@ class FixedThenSearch(Searcher):
 
 
 class BaselineProtectingASHA(AsyncHyperBandScheduler):
-    """ASHA (asynchronous successive halving) that lets baseline trials run to the end and stops
-    the others through their stop marker (see the module docstring)."""
+    """ASHA (asynchronous successive halving) over :data:`PROGRESS` that lets baseline and confirm-phase
+    trials run to the end (a planned comparison trains its full schedule) and stops the others through
+    their stop marker (see the module docstring)."""
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: Dict) -> str:
         run = trial.config.get("trial") or {}
-        if run.get("baseline"):
+        if run.get("baseline") or run.get("phase", "search") != "search":
+            return TrialScheduler.CONTINUE
+        if float(result.get(self._time_attr, 0.0)) >= 1.0:  # its schedule is over: nothing to stop
             return TrialScheduler.CONTINUE
         decision = super().on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP:
             from seglab.platform.config import RunConfig
-            from seglab.platform.train_loop import stop_marker
+            from seglab.platform.train.hooks import stop_marker
 
             marker = stop_marker(trial.config["ctx"]["storage_path"], RunConfig.from_dict(run).key())
             marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(f"stopped by ASHA after {self._time_attr}={result.get(self._time_attr)}: "
+            marker.write_text(f"stopped by ASHA at {self._time_attr}={result.get(self._time_attr)}: "
                               f"{self._metric}={result.get(self._metric)}\n")
             return TrialScheduler.CONTINUE  # the trial stops itself before its next epoch
         return decision
@@ -97,19 +106,24 @@ class BaselineProtectingASHA(AsyncHyperBandScheduler):
 
 def make_searcher(sweep: SweepConfig, fixed: List[Dict[str, Any]],
                   make_config: Callable[[Dict[str, Any]], Dict[str, Any]]) -> FixedThenSearch:
-    """Optuna's TPE (seeded with ``sweep.seed``) over ``sweep.space``, maximising ``sweep.metric``."""
+    """Optuna's TPE (seeded with ``sweep.seed``) over ``sweep.space``, optimising ``sweep.metric`` (``sweep.mode``)."""
     from ray.tune.search.optuna import OptunaSearch
 
-    inner = OptunaSearch(space=optuna_space(sweep.space), metric=sweep.metric, mode="max", seed=sweep.seed)
-    return FixedThenSearch(inner, fixed, make_config, metric=sweep.metric)
+    inner = OptunaSearch(space=optuna_space(sweep.space), metric=sweep.metric, mode=sweep.mode, seed=sweep.seed)
+    return FixedThenSearch(inner, fixed, make_config, metric=sweep.metric, mode=sweep.mode)
 
 
-def make_scheduler(sweep: SweepConfig, max_epochs: int) -> Optional[TrialScheduler]:
-    """``sweep.scheduler=asha`` -> :class:`BaselineProtectingASHA` over epochs, else ``None``."""
+def make_scheduler(sweep: SweepConfig, epochs: int) -> Optional[TrialScheduler]:
+    """``sweep.scheduler=asha`` -> :class:`BaselineProtectingASHA`, else ``None``.
+
+    Its time is each run's :data:`PROGRESS` (0..1 of its own schedule); ``max_t`` = 1 and the first rung
+    at ``sweep.asha.grace_period`` epochs of the planned schedule (``epochs``, before any budget scaling),
+    i.e. at progress ``grace_period / epochs``."""
     if sweep.scheduler != "asha":
         return None
+    grace = min(int(sweep.asha.get("grace_period", 1)), epochs) / max(epochs, 1)
     return BaselineProtectingASHA(
-        time_attr="training_iteration", metric=sweep.metric, mode="max", max_t=max_epochs,
-        grace_period=min(int(sweep.asha.get("grace_period", 1)), max_epochs),
+        time_attr=PROGRESS, metric=sweep.metric, mode=sweep.mode, max_t=1.0,
+        grace_period=grace * (1 - 1e-9),  # a run at exactly the rung's progress reaches it despite rounding
         reduction_factor=float(sweep.asha.get("reduction_factor", 2)),
     )

@@ -1,6 +1,6 @@
 """The comparison where the MLflow UI shows it first.
 
-At the end of a sweep (:func:`seglab.platform.report.log_to_parent` calls :func:`publish`):
+At the end of a sweep (:func:`seglab.platform.report.files.log_to_parent` calls :func:`publish`):
 
 * the comparison table (markdown) becomes the parent run's description (the tag
   ``mlflow.note.content``, rendered as markdown at the top of the run page);
@@ -45,13 +45,13 @@ WORKFLOW = "workflowType=machine_learning"  # MLflow 3.17: open on the runs, not
 NOTE_LIMIT = 8000  # MLflow's limit on a tag value
 
 #: Result columns of the shared view, in this order, when the trial runs have them.
-VIEW_METRICS = ("test_miou", "final_test_miou", "best_val_miou", "train_gflops_spent", "elapsed_s")
+VIEW_METRICS = ("test_miou", "final_test_miou", "selection_score", "best_val_miou", "train_gflops_spent", "elapsed_s")
 VIEW_TAGS = ("seglab.seed", "seglab.phase")
 RUN_NAME_COLUMN = "attributes.`Run Name`"
 #: Columns of the table artifact, first (the other scalar fields of a row follow in row order).
 TABLE_FIRST = ("mark", "label", "method", "test_miou", "test_miou_low", "test_miou_high", "delta", "delta_low",
                "delta_high", "delta_n", "final_test_miou", "final_test_miou_low", "final_test_miou_high",
-               "best_val_miou", "test_pixel_acc", "seeds", "phase", "claim", "status", "params_m", "gflops",
+               "selection_score", "best_val_miou", "test_pixel_acc", "seeds", "phase", "claim", "status", "params_m", "gflops",
                "train_gflops_spent", "wall_s", "group")
 #: Fields of a row that are bookkeeping, not results: not in the table artifact.
 TABLE_SKIP = ("run_id", "stats_run_ids", "methods", "several_sweeps", "searched", "sweep_variants")

@@ -1,38 +1,22 @@
-"""What a sweep runs: its config (:class:`SweepConfig`) and the list of runs it expands to.
+"""A sweep's configuration (:class:`SweepConfig`, the ``sweep`` group of the experiment configs),
+validated with one-line errors naming the key before anything starts.
 
-A sweep is always a comparison: the base network's run (the *baseline*, same data and schedule)
-is planned next to the method's runs. Four shapes:
-
-* a search over the dimensions the methods declare (:func:`seglab.platform.methods.search_keys`:
-  OVeNet's ``kappa`` / ``lam`` / ``tau``, SEMEDA's ``lambda1..3``, PHGMM's ``k`` ...): ``grid`` (every combination),
-  ``random`` (``num_samples`` seeded draws) or ``optuna`` (Optuna's TPE proposes ``num_samples``
-  points while the sweep runs; :func:`plan_trials` then returns only the fixed runs and
-  :func:`search_space` the space, see :mod:`seglab.platform.search`);
-* ``variants``: a list of named overrides of the base run (an ablation table, one row each);
-* ``models``: one run per model with the same loss (the baseline zoo).
-
-Runs whose ``model.body_checkpoint`` is :data:`FROM_BASELINE` start from the baseline's trained
-weights; the sweep runs them after the baseline finishes (:func:`split_phases`).
+A sweep is always a comparison: the base network's run (the *baseline*) is planned next to the
+method's runs (:mod:`seglab.platform.sweep.plan`). Its dimensions are the ones the methods declare
+(:func:`seglab.platform.methods.search_keys`), e.g. ``sweep.kappa=[0.25,0.5]``.
 """
 from __future__ import annotations
 
-import copy
-import itertools
-import json
-import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
-
-import numpy as np
+from typing import Any, Dict, List, Optional
 
 from seglab.errors import check
 from seglab.platform import methods
-from seglab.platform.config import RunConfig, set_dotted
-from seglab.platform.methods import describe
 
 SEARCHES = ("grid", "random", "optuna")
 BUDGETS = ("schedule", "flops", "time")
 SCHEDULERS = ("asha",)
+MODES = ("max", "min")
 FROM_BASELINE = "@baseline"
 """``model.body_checkpoint`` value meaning: the best checkpoint of this sweep's baseline run."""
 
@@ -55,7 +39,11 @@ class SweepConfig:
     num_samples: int = 1  # random / optuna: number of method trials
     seed: int = 0
     space: Dict[str, Any] = field(default_factory=dict)  # a method's search key -> list | {uniform|loguniform: [lo, hi]}
+    # The selection metric, one for everything that chooses: the checkpoint of every run (its best
+    # epoch), ASHA's rungs, Optuna's proposals and the configuration a confirmation re-runs. A per-epoch
+    # metric of the selection split (val_*); mode: max (higher is better) or min (e.g. val_trimap_error_w3).
     metric: str = "val_miou"
+    mode: str = "max"
     scheduler: Optional[str] = None  # null | asha (early stopping on `metric`; never stops the baseline)
     asha: Dict[str, Any] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
     max_concurrent_trials: Optional[int] = None
@@ -99,6 +87,9 @@ class SweepConfig:
         check(s.scheduler is None or s.scheduler in SCHEDULERS,
               f"sweep.scheduler must be null or one of {', '.join(SCHEDULERS)} (got {s.scheduler!r})")
         _check_asha(s.asha)
+        check(isinstance(s.metric, str) and s.metric.startswith("val_"),
+              f"sweep.metric must be a per-epoch metric of the selection split, val_<name> (got {s.metric!r})")
+        check(s.mode in MODES, f"sweep.mode must be one of {', '.join(MODES)} (got {s.mode!r})")
         for key in ("include_baseline", "dry_run"):
             check(isinstance(getattr(s, key), bool), f"sweep.{key} must be true or false (got {getattr(s, key)!r})")
         check(_is_int(s.seed), f"sweep.seed must be an integer (got {s.seed!r})")
@@ -212,207 +203,3 @@ def _check_dimension(name: str, values: Any, search: str) -> None:
           f"{key}.{dist} needs [lo, hi] with lo < hi (got {bounds!r})")
     check(dist != "loguniform" or bounds[0] > 0, f"{key}.loguniform needs lo > 0 (got {bounds[0]})")
     _check_bound(name, bounds[0])
-
-
-def _grid(space: Dict[str, Any]) -> List[Dict[str, Any]]:
-    names = sorted(space)
-    lists = [v if isinstance(v, (list, tuple)) else [v] for v in (space[n] for n in names)]
-    return [dict(zip(names, combo)) for combo in itertools.product(*lists)]
-
-
-def _sample(space: Dict[str, Any], num_samples: int, seed: int) -> List[Dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(num_samples):
-        point = {}
-        for name in sorted(space):
-            v = space[name]
-            if isinstance(v, dict):
-                dist, (lo, hi) = next(iter(v.items()))
-                x = rng.uniform(lo, hi) if dist == "uniform" else math.exp(rng.uniform(math.log(lo), math.log(hi)))
-                point[name] = round(float(x), 4)
-            elif isinstance(v, (list, tuple)):
-                point[name] = v[int(rng.integers(len(v)))]
-            else:
-                point[name] = v
-        out.append(point)
-    return out
-
-
-def baseline_run(base: Dict[str, Any], sweep: SweepConfig) -> RunConfig:
-    """The base network's run: ``sweep.baseline_model`` (null: the base run's model with all its
-    options) + ``sweep.baseline_loss``, same data and schedule."""
-    b = copy.deepcopy(base)
-    if sweep.baseline_model is not None:
-        b["model"] = {"name": sweep.baseline_model, "pretrained": base.get("model", {}).get("pretrained")}
-    loss = sweep.baseline_loss
-    b["loss"] = {"name": loss} if isinstance(loss, str) else dict(loss)
-    b["baseline"] = True
-    b["label"] = ""
-    run = RunConfig.from_dict(b)
-    run.label = describe(run)
-    return run
-
-
-def run_for_point(base: Dict[str, Any], point: Dict[str, Any]) -> RunConfig:
-    """The method's run at a search point (e.g. ``{kappa: .., lam: .., tau: ..}``)."""
-    d = copy.deepcopy(base)
-    keys = methods.search_keys()
-    for name, value in point.items():
-        spec = keys[name]
-        d = set_dotted(d, spec.key, int(round(value)) if spec.integer else value)
-    d["baseline"] = False
-    run = RunConfig.from_dict(d)
-    run.label = describe(run)
-    return run
-
-
-def plan_trials(base: Dict[str, Any], sweep: SweepConfig) -> List[RunConfig]:
-    """The runs of a sweep: the baseline (if included) first, then the method's runs.
-
-    For ``search=optuna`` the method's runs are proposed while the sweep runs, so this returns
-    the baseline only; validate the method with ``run_for_point(base, representative_point(sweep))``.
-    """
-    if sweep.models is not None:
-        return _plan_models(base, sweep.models)
-    runs: List[RunConfig] = [baseline_run(base, sweep)] if sweep.include_baseline else []
-    if sweep.variants is not None:
-        runs += _plan_variants(base, sweep.variants)
-    elif sweep.search == "grid":
-        runs += [run_for_point(base, p) for p in _grid(sweep.space)]
-    elif sweep.search == "random":
-        runs += [run_for_point(base, p) for p in _sample(sweep.space, sweep.num_samples, sweep.seed)]
-    keys = [r.key() for r in runs]
-    check(len(set(keys)) == len(keys), "the sweep contains the same run twice; check the search space")
-    if any(r.model.body_checkpoint == FROM_BASELINE for r in runs):
-        check(sweep.include_baseline, f"model.body_checkpoint={FROM_BASELINE} needs the sweep's baseline run; "
-                                      "set sweep.include_baseline=true")
-    return runs
-
-
-def representative_point(sweep: SweepConfig) -> Dict[str, Any]:
-    """A point of an Optuna space (lowest value of each dimension), to validate its runs up front."""
-    point = {}
-    for name, v in sweep.space.items():
-        if isinstance(v, dict):
-            point[name] = float(next(iter(v.values()))[0])
-        elif isinstance(v, (list, tuple)):
-            point[name] = v[0]
-        else:
-            point[name] = v
-    return point
-
-
-def _plan_variants(base: Dict[str, Any], variants: List[Dict[str, Any]]) -> List[RunConfig]:
-    """One run per variant: its model/loss options override the base run's; a variant naming
-    another model or loss starts from that one's defaults instead (e.g. a CE or Sobel baseline row
-    in a SEMEDA sweep), keeping ``model.pretrained``."""
-    runs = []
-    for v in variants:
-        d = copy.deepcopy(base)
-        for group in ("model", "loss"):
-            override = dict(v.get(group) or {})
-            inherited = d.get(group, {})
-            if "name" in override and override["name"] != inherited.get("name"):
-                inherited = {"pretrained": inherited.get("pretrained")} if group == "model" else {}
-            d[group] = {**inherited, **override}
-        d["baseline"] = False
-        d["label"] = v["label"]
-        runs.append(RunConfig.from_dict(d))
-    return runs
-
-
-def _plan_models(base: Dict[str, Any], models: List[Any]) -> List[RunConfig]:
-    runs = []
-    for i, entry in enumerate(models):
-        model = {"name": entry} if isinstance(entry, str) else dict(entry)
-        model.setdefault("pretrained", base.get("model", {}).get("pretrained"))
-        run = RunConfig.from_dict({**base, "model": model, "baseline": i == 0})
-        run.label = describe(run)
-        runs.append(run)
-    specs = [json.dumps(r.to_dict()["model"], sort_keys=True, default=str) for r in runs]
-    check(len(set(specs)) == len(specs), "sweep.models lists the same model twice")
-    return runs
-
-
-def split_phases(runs: List[RunConfig]) -> Tuple[List[RunConfig], List[RunConfig]]:
-    """(runs to start now, runs that need the baseline's trained weights: started after it)."""
-    later = [r for r in runs if r.model.body_checkpoint == FROM_BASELINE]
-    return [r for r in runs if r.model.body_checkpoint != FROM_BASELINE], later
-
-
-def with_seeds(runs: List[RunConfig], seeds: int, first: int = 0, phase: Optional[str] = None) -> List[RunConfig]:
-    """Every run repeated with seeds ``trainer.seed + first + 0 .. seeds-1`` (model init, data order,
-    augmentation). The offsets are the same for every run, so the method's seed s and the
-    baseline's seed s pair up. Labels gain ``seed=<s>`` when there is more than one."""
-    out = []
-    for run in runs:
-        for i in range(seeds):
-            r = RunConfig.from_dict(copy.deepcopy(run.to_dict()))
-            r.trainer.seed = run.trainer.seed + first + i
-            if phase is not None:
-                r.phase = phase
-            r.label = run.label if seeds == 1 and first == 0 else f"{run.label} seed={r.trainer.seed}"
-            out.append(r)
-    return out
-
-
-def apply_budget(runs: List[RunConfig], gflops: List[float], sweep: SweepConfig) -> List[RunConfig]:
-    """Make the runs equal in what ``sweep.budget`` names: ``schedule`` leaves them as planned;
-    ``flops`` scales each run's epochs by the baseline's GFLOPs over its own (rounded, >= 1), so
-    every run spends about the baseline's training compute; ``time`` gives every run
-    ``trainer.time_limit_s = sweep.time_budget_s`` (the lr schedule runs over that time)."""
-    if sweep.budget == "schedule":
-        return runs
-    out = []
-    reference = next((g for r, g in zip(runs, gflops) if r.baseline), gflops[0] if gflops else None)
-    for run, g in zip(runs, gflops):
-        r = RunConfig.from_dict(copy.deepcopy(run.to_dict()))
-        r.label = run.label
-        if sweep.budget == "flops":
-            check(reference and g and math.isfinite(g) and math.isfinite(reference),
-                  "sweep.budget=flops needs every run's GFLOPs; the FLOP count failed for one of them")
-            r.trainer.epochs = max(1, int(round(run.trainer.epochs * reference / g)))
-        else:
-            r.trainer.time_limit_s = float(sweep.time_budget_s)
-        out.append(r)
-    return out
-
-
-def warm_start_run(base: Dict[str, Any], sweep: SweepConfig) -> RunConfig:
-    """The baseline trained ``sweep.warm_start_epochs`` epochs: the weights every compared run starts from."""
-    run = baseline_run(base, sweep)
-    run.trainer.epochs = sweep.warm_start_epochs
-    run.phase = "warm_start"
-    run.baseline = False
-    run.label = f"warm start ({run.label}, {sweep.warm_start_epochs} epochs)"
-    return run
-
-
-def start_from(run: RunConfig, weights: str) -> RunConfig:
-    """``run`` initialised from a seglab checkpoint: an OVeNet model's body and main head
-    (``model.body_checkpoint``), any other model where names match (``model.pretrained``)."""
-    key = "model.body_checkpoint" if run.model.name.startswith("ovenet") else "model.pretrained"
-    r = RunConfig.from_dict(set_dotted(run.to_dict(), key, weights))
-    r.label = run.label
-    return r
-
-
-def describe_protocol(sweep: SweepConfig, runs: List[RunConfig]) -> str:
-    """What the comparison will mean, in one line per point (printed by a dry run)."""
-    from seglab.platform.build import report_split_name, selection_is_report, selection_split_name
-
-    lines = [f"budget: {sweep.budget}" + {"schedule": " (every run trains the same epochs)",
-                                           "flops": " (epochs scaled so every run spends the baseline's training FLOPs)",
-                                           "time": f" ({sweep.time_budget_s} s of training per run)"}[sweep.budget],
-             f"seeds: {sweep.seeds} per run, paired across runs" + (
-                 f"; the configuration chosen on the selection split is re-run with {sweep.confirm_seeds} fresh seed(s)"
-                 if sweep.confirm_seeds else "")]
-    if sweep.warm_start_epochs:
-        lines.append(f"warm start: the baseline trains {sweep.warm_start_epochs} epochs first; every run starts from it")
-    if runs:
-        d = runs[0].dataset
-        lines.append(f"selection split: {selection_split_name(d)}; report split: {report_split_name(d)}"
-                     + (" (the SAME split: set dataset.selection_fraction or give a test split)"
-                        if selection_is_report(d) else ""))
-    return "\n".join(lines)

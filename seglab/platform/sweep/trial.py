@@ -1,5 +1,9 @@
 """One training run on Ray Train: the Tune trial function that builds a ``TorchTrainer`` and fits it.
 
+The workers run :func:`seglab.platform.train.worker.train_loop_per_worker` (the Ray-free
+:class:`~seglab.platform.train.trainer.Trainer` with its hooks); this module is the trial's driver: its
+MLflow child run (found again by the run's key after a restart), the failure marker, the GPU summary.
+
 Train V2 (the default in Ray 2.5x/2.6x): a Tune trial is a plain function that builds the trainer
 and calls ``fit()``; ``TuneReportCallback`` forwards the workers' reports to Tune. The trainer's
 run name is the run config's hash, so a restarted trial (or a restarted worker group) finds its
@@ -13,18 +17,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from seglab.platform import methods, tracking
-from seglab.platform.build import validate_run
 from seglab.platform.config import RunConfig, flatten
 from seglab.platform.quiet import env_defaults, quiet
-from seglab.platform.train_loop import failure_marker, train_loop_per_worker
+from seglab.platform.train.hooks import failure_marker
 
 
 class TrialFailed(RuntimeError):
     """A trial failed for a reason a restart cannot fix (e.g. a non-finite loss); not retried."""
-
-
-def resolve_use_gpu(use_gpu: Any, cluster_gpus: float) -> bool:
-    return bool(cluster_gpus > 0) if use_gpu == "auto" else bool(use_gpu)
 
 
 def worker_env(tracking_uri: str) -> Dict[str, str]:
@@ -54,7 +53,7 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     t = run.trainer
     key = run.key()
     label = run.label or methods.describe(run)
-    summary = validate_run(run, known_gflops=ctx.get("gflops"))  # the driver's FLOP counts: ~0.5-2.5 s saved
+    summary = trial_summary(run, ctx)
     params = flatten(run.to_dict())
     params.update({"model.params": summary.params, "model.gflops": round(summary.gflops, 3),
                    "model.flops_input": "x".join(map(str, summary.flops_input_size))})
@@ -78,11 +77,12 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     callbacks = _tune_callbacks()
     print(f"[{label}] starting: {t.num_workers} worker(s) x {t.epochs} epochs, "
           f"{summary.params / 1e6:.2f}M params, {summary.gflops:.1f} GFLOPs", flush=True)
-    from seglab.platform import raylocal
+    from seglab.platform.cluster.ddp import loopback_torch_config
+    from seglab.platform.train.worker import train_loop_per_worker
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        torch_config=raylocal.loopback_torch_config(),  # DDP's rendezvous on 127.0.0.1 on a one-node cluster
+        torch_config=loopback_torch_config(),  # DDP's rendezvous on 127.0.0.1 on a one-node cluster
         train_loop_config={
             "run": run.to_dict(), "trial_dir": str(trial_dir), "tracking_uri": ctx["tracking_uri"],
             "mlflow_run_id": run_id, "threads": max(1, int(round(t.cpus_per_worker))),
@@ -105,7 +105,7 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
         tracking.set_terminated(run_id, "FAILED", ctx["tracking_uri"])
         raise
     _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])
-    from seglab.platform.gpu_monitor import log_trial_summary
+    from seglab.platform.monitoring.summary import log_trial_summary
 
     log_trial_summary(run_id, ctx["tracking_uri"])  # gpu_util_pct, gpu_hours (nothing on CPU)
     best = (result.metrics or {}).get("best_val_miou", float("nan"))
@@ -113,6 +113,18 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     # The final result repeats the last epoch's metrics: Tune's schedulers and searchers expect
     # their metric (e.g. val_miou) in every result a trial returns.
     return {**(result.metrics or {}), "best_val_miou": best, "mlflow_run_id": run_id}
+
+
+def trial_summary(run: RunConfig, ctx: Dict[str, Any]):
+    """The run's size and forward cost: what the sweep's driver counted for this architecture
+    (``ctx["summaries"]``, no model built here), else counted now (an Optuna proposal of a new shape)."""
+    from seglab.platform.sweep.validate import RunSummary, flops_key, validate_run
+
+    known = (ctx.get("summaries") or {}).get(flops_key(run))
+    if known is None:
+        return validate_run(run)
+    return RunSummary(int(known["num_classes"]), [], int(known["params"]), float(known["gflops"]),
+                      tuple(known["flops_input_size"]), known.get("inference_params"))
 
 
 def _raise_if_failed(trial_dir: Path, run_id: str, label: str, uri: str) -> None:

@@ -1,23 +1,22 @@
-"""Pictures of a comparison and ``seglab compare``: the table across one or several sweeps, and
+"""The comparison's pictures (matplotlib, Agg back end; no display needed):
 
-* ``per_class_iou.png``: report-split IoU per class, the baseline next to the method's reference
-  row (the selected configuration, or the only one), bars = mean over seeds, whiskers = 95 % t-interval;
-* ``miou_vs_gflops.png``: test mIoU (mean ± interval) against the forward GFLOPs of every row;
 * ``val_miou_curves.png``: selection-split val mIoU per epoch, mean over seeds with a band from the
-  lowest to the highest seed.
+  lowest to the highest seed;
+* ``per_class_iou.png``: report-split IoU per class, the baseline next to the method's reference row
+  (the selected configuration, or the only one), bars = mean over seeds, whiskers = 95 % t-interval;
+* ``miou_vs_gflops.png``: test mIoU (mean ± interval) against the forward GFLOPs of every row.
 
-matplotlib with the Agg back end (no display needed). Rows come from :func:`seglab.platform.report.collect`.
+Rows come from :func:`seglab.platform.report.rows.collect`.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from seglab.platform import tracking
+from seglab.platform.report.rows import display_name, sweeps
 
-CURVES, PER_CLASS, SCATTER = "val_miou_curves.png", "per_class_iou.png", "miou_vs_gflops.png"
 
 
 def _plt():
@@ -27,18 +26,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _sweeps(rows: List[Dict[str, Any]]) -> "OrderedDict[Any, List[Dict[str, Any]]]":
-    out: "OrderedDict[Any, List[Dict[str, Any]]]" = OrderedDict()
-    for r in rows:
-        out.setdefault(r.get("sweep_id"), []).append(r)
-    return out
-
-
-def _name(row: Dict[str, Any]) -> str:
-    prefix = f"{row.get('sweep_name')}: " if row.get("several_sweeps") else ""
-    return prefix + row["label"] + (" (baseline)" if row.get("baseline") else "")
 
 
 def reference_rows(rows: List[Dict[str, Any]], limit: int = 3) -> List[Dict[str, Any]]:
@@ -66,7 +53,7 @@ def learning_curves(rows: List[Dict[str, Any]], uri: Optional[str] = None, metri
         if not by_epoch:
             continue
         epochs = sorted(by_epoch)
-        out[_name(row)] = {"epochs": epochs, "mean": [float(np.mean(by_epoch[e])) for e in epochs],
+        out[display_name(row)] = {"epochs": epochs, "mean": [float(np.mean(by_epoch[e])) for e in epochs],
                            "low": [min(by_epoch[e]) for e in epochs], "high": [max(by_epoch[e]) for e in epochs],
                            "n": max(len(v) for v in by_epoch.values()), "baseline": bool(row.get("baseline"))}
     return out
@@ -104,7 +91,7 @@ def plot_per_class(rows: List[Dict[str, Any]], path: str) -> bool:
     import numpy as np
 
     panels = []
-    for sweep_rows in _sweeps(rows).values():
+    for sweep_rows in sweeps(rows).values():
         chosen = [r for r in reference_rows(sweep_rows) if r.get("class_iou")]
         if chosen:
             panels.append(chosen)
@@ -123,7 +110,7 @@ def plot_per_class(rows: List[Dict[str, Any]], path: str) -> bool:
             errs = [100 * e.half_width if e is not None and e.has_interval else 0.0 for e in ests]
             n = max((e.n for e in ests if e is not None), default=0)
             ax.bar(x + (i - (len(panel) - 1) / 2) * step, means, step, yerr=errs, capsize=2,
-                   label=f"{_name(row)} (n={n})", hatch="//" if row.get("baseline") else None,
+                   label=f"{display_name(row)} (n={n})", hatch="//" if row.get("baseline") else None,
                    edgecolor="black", linewidth=0.4)
         ax.set_xticks(x)
         ax.set_xticklabels([n.replace("_", " ") for n in names], rotation=45, ha="right", fontsize=8)
@@ -153,7 +140,7 @@ def plot_miou_vs_gflops(rows: List[Dict[str, Any]], path: str) -> bool:
         k = same[r["gflops"]] = same.get(r["gflops"], -1) + 1  # rows of one model: side by side, not on top
         x = r["gflops"] * (1 + 0.012 * ((k + 1) // 2) * (1 if k % 2 else -1))
         ax.errorbar([x], [100 * r["test_miou"]], yerr=[err], fmt="s" if r.get("baseline") else "o",
-                    capsize=3, markersize=6, label=f"{_name(r)} (n={r.get('seeds', 1)})")
+                    capsize=3, markersize=6, label=f"{display_name(r)} (n={r.get('seeds', 1)})")
     ax.set_xlabel("forward GFLOPs (multiply-adds / 2^30 at the logged input size)")
     ax.set_ylabel("test mIoU (%)")
     ax.grid(alpha=0.3)
@@ -175,34 +162,3 @@ def write_plots(rows: List[Dict[str, Any]], folder: str, uri: Optional[str] = No
     if plot_miou_vs_gflops(rows, os.path.join(folder, SCATTER)):
         written.append(SCATTER)
     return written
-
-
-def compare(parent_run_ids: Sequence[str], uri: Optional[str] = None, out_dir: Optional[str] = None,
-            log: bool = True) -> str:
-    """``seglab compare``: the table of the sweeps ``parent_run_ids``, with its pictures and CSVs
-    logged under ``compare/`` of every one of their parent runs (and copied to ``out_dir``)."""
-    from seglab.platform import report
-
-    rows = report.collect(list(parent_run_ids), uri)
-    methods_ = rows[0]["methods"] if rows else ()
-    from seglab.platform import methods as registry
-
-    tables = []
-    for name in methods_:  # a method's own tables (e.g. OVeNet's ablation) for each sweep that has them
-        for sweep_rows in _sweeps(rows).values():
-            tables += registry.get(name).tables(sweep_rows, None)
-    table = "\n\n".join(tables + [report.format_table(rows)])
-    folders = [out_dir] if out_dir else []
-    with tempfile.TemporaryDirectory() as tmp:
-        for folder in folders + [tmp]:
-            os.makedirs(folder, exist_ok=True)
-            for name, text in (("comparison.md", table + "\n"), ("comparison.csv", report.to_csv(rows)),
-                               ("comparison_runs.csv", report.runs_csv(rows))):
-                with open(os.path.join(folder, name), "w") as f:
-                    f.write(text)
-            write_plots(rows, folder, uri)
-        if log:
-            c = tracking.client(uri)
-            for parent in parent_run_ids:
-                c.log_artifacts(parent, tmp, "compare")
-    return table

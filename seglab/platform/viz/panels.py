@@ -8,10 +8,10 @@ Pictures (all ``uint8`` RGB):
 * :func:`denormalize` -- the input image, undoing the ImageNet mean/std normalisation.
 * label maps (ground truth, argmax of S_i / S_s / S_f) -- the data set's palette via
   :func:`seglab.datasets.labels.colorize`; ignore pixels black.
-* :func:`~seglab.platform.flowcolor.flow_to_color` -- offset field in flow colours: hue =
+* :func:`~seglab.platform.viz.flowcolor.flow_to_color` -- offset field in flow colours: hue =
   direction (right red, up-left green, down-left blue; angle ``atan2(-dy, dx)``), saturation =
   length / longest length (white = no offset), black = non-finite; legend :func:`flow_wheel`.
-* :func:`~seglab.platform.flowcolor.confidence_to_color` -- fusion confidence F in viridis
+* :func:`~seglab.platform.viz.flowcolor.confidence_to_color` -- fusion confidence F in viridis
   (0 dark purple (68, 1, 84), 1 yellow (253, 231, 37)).
 * :func:`fix_break_map` -- what fusion did per pixel compared with S_i: **green** (0, 255, 0)
   fixed (S_i wrong, S_f right), **red** (255, 0, 0) broke (S_i right, S_f wrong), **dark grey**
@@ -45,7 +45,7 @@ import numpy as np
 from seglab.datasets.labels import IGNORE_INDEX, colorize
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglab.platform.checkpoint import atomic_file
-from seglab.platform.flowcolor import as_numpy, confidence_to_color, flow_to_color, flow_wheel
+from seglab.platform.viz.flowcolor import as_numpy, confidence_to_color, flow_to_color, flow_wheel
 
 __all__ = [
     "FIXED_COLOR", "BROKEN_COLOR", "BOTH_WRONG_COLOR", "BOTH_RIGHT_COLOR", "IGNORED_COLOR",

@@ -1,0 +1,113 @@
+"""Scoring a checkpoint: rebuild the model a seglab checkpoint records (``best.pt`` / ``checkpoint.pt``:
+``model``, ``run``, ``num_classes``, ``mlflow_run_id``), predict every image of a split
+(:func:`seglab.metrics.inference.predict_probs`: multi-scale, flip, sliding window) and score it."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from seglab.errors import ConfigError
+from seglab.platform.checkpoint import model_from_state
+from seglab.platform.evaluation.predictions import build_eval_dataset, check_labelled, is_official_cityscapes
+from seglab.platform.evaluation.results import DatasetScores, ProgressBar
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """A seglab checkpoint file's dict; one line (ConfigError) for a missing file or another kind of file."""
+    from seglab.platform import checkpoint as ckpt
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"CHECKPOINT {path}: no such file")
+    try:
+        state = ckpt.load(path)
+    except Exception as error:  # pickle / zip errors of a file that is not a checkpoint
+        raise ConfigError(f"CHECKPOINT {path}: not a seglab checkpoint ({type(error).__name__})") from None
+    missing = [k for k in ("model", "run", "num_classes") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ConfigError(f"CHECKPOINT {path}: not a seglab checkpoint (no {missing[0]!r}; expected the best.pt or "
+                          f"checkpoint.pt a training run writes)")
+    return state
+
+
+def run_dataset(state: Dict[str, Any], name: Optional[str], split: Optional[str]) -> Tuple[str, str, Dict[str, Any]]:
+    """(name, split, options) of the data set to score: the run's own options for its data set."""
+    from seglab.platform.config import DatasetConfig
+
+    d = (state.get("run") or {}).get("dataset") or {}
+    if not d.get("name") or (name and name != d.get("name")):
+        return name or str(d.get("name")), split or "val", {}
+    cfg = DatasetConfig.from_dict(d)
+    report_role = "test" if cfg.test is not None else "val"
+    split = split or cfg.split_name(report_role)
+    role = "test" if (split == "test" and cfg.test is not None) else "val"
+    options = cfg.split_kwargs(role)
+    for key in ("augment", "crop_size", "scale_range", "hflip", "root", "limit"):
+        options.pop(key, None)  # evaluation: whole images, every one; --root / --option give the rest
+    return cfg.name, split, options
+
+
+def train_crop(state: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+    d = (state.get("run") or {}).get("dataset") or {}
+    crop = (d.get("train") or {}).get("crop_size") or d.get("crop_size")
+    return (int(crop[0]), int(crop[1])) if crop else None
+
+
+def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional[str] = None,
+                        split: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
+                        scales: Optional[List[float]] = None, flip: bool = False, slide: bool = False,
+                        crop: Optional[Tuple[int, int]] = None, stride: Optional[Tuple[int, int]] = None,
+                        device: str = "auto", progress: bool = True) -> Dict[str, Any]:
+    """Predict every image of the split with the checkpoint's model and score it; returns the
+    result dict of :func:`format_result` (plus ``checkpoint`` and ``mlflow_run_id``)."""
+    import torch
+
+    from seglab.metrics import InferenceConfig, predict_probs
+
+    state = load_checkpoint(path)
+    name, split, run_options = run_dataset(state, dataset, split)
+    if slide and crop is None:
+        crop = train_crop(state)
+        if crop is None:
+            raise ConfigError("--slide needs --crop HxW (the run records no training crop)")
+    try:
+        config = InferenceConfig(scales=tuple(scales or (1.0,)), flip=flip, crop=crop if slide else None,
+                                 stride=stride if slide else None)
+    except ValueError as error:
+        raise ConfigError(f"--stride: {error}" if "stride" in str(error) else f"--scales: {error}") from None
+    ds = build_eval_dataset(name, split, root, dict(options or {}), run_options)
+    check_labelled(ds, name, split)
+    if int(ds.num_classes) != int(state["num_classes"]):
+        raise ConfigError(f"--dataset {name} has {ds.num_classes} classes but the checkpoint's model predicts "
+                          f"{state['num_classes']}; evaluate it on a data set with its classes")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device here; use --device cpu or auto")
+    dev = torch.device(device)
+    model = model_from_state(state).to(dev)
+    cityscapes = is_official_cityscapes(ds)
+    scores = DatasetScores(ds, cityscapes)
+    bar = ProgressBar(len(ds), progress)
+    try:
+        with torch.no_grad():
+            for i in range(len(ds)):
+                image, label = ds[i]
+                probs = predict_probs(model, image[None].to(dev), config)
+                if cityscapes:
+                    sample = ds.samples[i]
+                    gt = ds.read_label(sample.label)
+                    if tuple(probs.shape[-2:]) != gt.shape:  # an eval resize: score at the files' size
+                        probs = torch.nn.functional.interpolate(probs, size=gt.shape, mode="bilinear",
+                                                                align_corners=False)
+                    scores.cityscapes.update_train_ids(probs.argmax(1)[0].cpu(), gt, ds.load_instance(i))
+                else:
+                    scores.matrix.update(probs.cpu(), label[None])
+                bar.update()
+    finally:
+        bar.close()
+    result = scores.result()
+    result.update(dataset=name, split=split, num_images=len(ds), inference=config.describe(),
+                  checkpoint=str(path), mlflow_run_id=state.get("mlflow_run_id"), scales=list(config.scales),
+                  flip=config.flip, crop=list(config.crop) if config.crop else None,
+                  stride=list(config.stride) if config.stride else None, device=str(dev))
+    return result

@@ -1,0 +1,65 @@
+"""The one evaluation loop: shard a split over the DDP ranks, run the model, feed the evaluators.
+
+:func:`validation_shard` gives rank ``r`` the samples ``r, r + world, ...`` (no padding: a repeated
+sample would bias the scores; a rank may get none). :func:`evaluate` runs the model over a loader of
+``(images, labels, indices)`` batches, feeds every evaluator, all-reduces them in order and returns
+their merged metrics. Training (per-epoch validation and the report split) and ``seglab eval`` use it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+from torch import nn
+
+from seglab.platform.checkpoint import unwrap
+from seglab.platform.comm import broadcast_buffers
+from seglab.platform.evaluation.evaluator import EvalBatch, Evaluator
+
+class IndexedSubset(torch.utils.data.Dataset):
+    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set)."""
+
+    def __init__(self, dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.dataset[self.indices[i]]
+        return image, label, self.indices[i]
+
+
+def validation_shard(dataset, rank: int, world: int) -> IndexedSubset:
+    """Rank ``rank``'s share of an evaluation split: samples ``rank, rank + world, ...``, without
+    the padding DistributedSampler adds (a repeated sample would bias the scores); a rank may get
+    none when the split is smaller than the number of workers."""
+    return IndexedSubset(dataset, range(rank, len(dataset), world))
+
+
+def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torch.device,
+             forward=None) -> Dict[str, float]:
+    """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``), feed every evaluator,
+    all-reduce them in order and return their merged metrics. ``forward(module, images)`` defaults to
+    ``module(images)`` (no labels: evaluation never needs them).
+
+    Under DDP every rank first takes rank 0's buffers (:func:`~seglab.platform.comm.broadcast_buffers`)
+    and then runs the *unwrapped* module: a forward through the DDP wrapper broadcasts buffers itself,
+    a collective that only the ranks with data would call (a rank with an empty shard would hang the
+    others, or pair its next collective with theirs)."""
+    module = unwrap(model)
+    broadcast_buffers(module)
+    module.eval()
+    with torch.no_grad():
+        for images, labels, indices in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            out = forward(module, images) if forward else module(images)
+            batch = EvalBatch(images, labels, [int(i) for i in indices], out, module)
+            for ev in evaluators:
+                ev.process(batch)
+    metrics: Dict[str, float] = {}
+    for ev in evaluators:
+        ev.all_reduce()
+    for ev in evaluators:
+        metrics.update(ev.metrics())
+    return metrics
