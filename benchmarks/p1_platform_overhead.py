@@ -7,7 +7,7 @@ Both variants train the same model (HRNet-W18-small-v1 + CE), on the same embedd
 (seglab's synthetic street scenes with the training augmentation, seglab's seeded sampler), with the
 same batch, crop size, optimizer (the trainer's SGD + poly LR), number of steps and torch threads:
 
-- ``platform``: ``seglab.platform.trainer.run_trial`` -> a Ray Train ``TorchTrainer`` with one
+- ``platform``: ``seglab.platform.sweep.trial.run_trial`` -> a Ray Train ``TorchTrainer`` with one
   worker (``trainer.num_workers=1``, ``cpus_per_worker=0.9`` -> 1 thread) on a local Ray cluster,
   MLflow logging from the worker into a SQLite store in a temp dir, a checkpoint reported every epoch;
 - ``bare``: the same pieces in a plain loop in this process (no Ray, no MLflow, ``torch.save`` of a
@@ -110,7 +110,7 @@ def platform_trial(base: Dict[str, Any], store: TrialStore, label: str) -> Dict[
     """One trial through seglab's trial function; its per-epoch metrics read back from MLflow."""
     from seglab.platform import tracking
     from seglab.platform.config import RunConfig
-    from seglab.platform.trainer import run_trial
+    from seglab.platform.sweep.trial import run_trial
 
     store.count += 1
     run = RunConfig.from_dict(base)

@@ -3,7 +3,7 @@
     python benchmarks/p2_ddp_scaling.py [--quick] [--repeats 3] [--epochs 3] [--samples 96]
                                         [--global-batch 8] [--size 128x256] [--markdown PATH]
 
-Both variants are seglab trials (``seglab.platform.trainer.run_trial`` -> Ray Train ``TorchTrainer``,
+Both variants are seglab trials (``seglab.platform.sweep.trial.run_trial`` -> Ray Train ``TorchTrainer``,
 DDP over gloo, MLflow logging into a SQLite store in a temp dir, a checkpoint per epoch) of
 HRNet-W18-small-v1 + CE on the embedded synthetic data set, with the same global batch, crop,
 optimizer and number of optimizer steps per epoch:

@@ -6,7 +6,7 @@
 
 One GPU (``cuda:0``), batch 2 of random 512x1024 images with blocky labels, per model four variants
 built exactly as ``trainer.precision`` / ``trainer.channels_last`` / ``trainer.compile`` build them
-(``seglab.platform.speed``: ``prepare_model``, ``compile_model``, ``autocast``, ``grad_scaler``,
+(``seglab.platform.train.speed``: ``prepare_model``, ``compile_model``, ``autocast``, ``grad_scaler``,
 ``backward_step``, ``to_input``):
 
 * ``fp32``; ``bf16`` (autocast); ``bf16_cl`` (+ channels_last); ``bf16_cl_compile`` (+ torch.compile).
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # seglab from this
 
 from seglab.losses import build_loss  # noqa: E402
 from seglab.models import build_model  # noqa: E402
-from seglab.platform import speed  # noqa: E402
+from seglab.platform.train import speed  # noqa: E402
 from _common import log_mlflow  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 
 #: Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts).

@@ -209,7 +209,7 @@ def main() -> None:
                                                "(its markdown table and headline, with the date and GPU)._\n")
             doc += ["## P7 GPU training step (GPU only)", "",
                     "HRNet-W48 and OVeNet-W48 training step at 512x1024, batch 2 per GPU: fp32 vs bf16 autocast vs "
-                    "bf16 + channels_last vs + torch.compile, through `seglab.platform.speed` (what "
+                    "bf16 + channels_last vs + torch.compile, through `seglab.platform.train.speed` (what "
                     "`trainer.precision/channels_last/compile` do); images/s, peak memory, MFU against the GPU's "
                     "dense bf16 peak. Not part of the CPU suite. On a GPU machine (torch + CUDA; no Ray or MLflow "
                     "needed):", "", "```", P7_COMMAND, "```", "", P7_START, pasted.rstrip(), P7_END, ""]

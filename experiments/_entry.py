@@ -49,7 +49,7 @@ def fail(error: ConfigError) -> NoReturn:
 
 def run_entry(cfg: DictConfig) -> None:
     """Body of every sweep script: validate (dry run) or run the sweep, print the comparison."""
-    from seglab.platform.plan import describe_protocol
+    from seglab.platform.sweep.plan import describe_protocol
     from seglab.platform.sweep import SweepConfig, plan_trials, run_sweep, validate_sweep
 
     try:

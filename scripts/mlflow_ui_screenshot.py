@@ -30,7 +30,8 @@ def fail(message: str) -> None:
 
 
 def main(argv=None) -> None:
-    from seglab.platform import tracking, ui
+    from seglab.platform import tracking
+    from seglab.platform.report import ui
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
