@@ -14,3 +14,10 @@ def check(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def is_int(value: object) -> bool:
+    """An integer (Python's or NumPy's) and not a bool (``True`` is an ``int`` to Python, never a count to a user)."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

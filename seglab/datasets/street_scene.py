@@ -256,16 +256,8 @@ def _car(canvas: Canvas, cam: Camera, rng: np.random.Generator, X: float, Z: flo
     canvas.paint(cam.quad_z(Z, xl + 0.02, xr - 0.02, clearance, clearance + 0.12), paint * 0.45)  # bumper shade
 
 
-def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Render one street scene: ``(image uint8 (H, W, 3) RGB, label uint8 (H, W) in 0..8)``."""
-    H, W = int(height), int(width)
-    cv = Canvas(H, W, background=SKY)
-
-    cam = Camera(f=W * rng.uniform(0.42, 0.58), xv=W * rng.uniform(0.35, 0.65),
-                  yv=H * rng.uniform(0.36, 0.5), cam_h=rng.uniform(1.3, 1.8))
-    z_bottom = cam.f * cam.cam_h / max(H - cam.yv, 1.0)  # depth seen at the bottom row
-
-    # Sky: vertical gradient (clear / overcast / dusk) plus clouds via texture.
+def _sky(cv: Canvas, cam: Camera, rng: np.random.Generator, H: int) -> np.ndarray:
+    """A vertical gradient (clear / overcast / dusk); returns the sky's mean colour (for reflections)."""
     kind = rng.random()
     if kind < 0.5:
         top, bot = (62, 112, 185), (160, 188, 220)
@@ -276,22 +268,22 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
     top, bot = jitter(rng, top, (0.85, 1.1), 8), jitter(rng, bot, (0.9, 1.1), 8)
     t = np.clip(np.arange(H, dtype=np.float32) / max(cam.yv, 1.0), 0, 1)[:, None]
     cv.img[:] = (top[None, :] * (1 - t) + bot[None, :] * t)[:, None, :]
-    sky_colour = (top + bot) / 2
+    return (top + bot) / 2
 
-    # Street cross-section (metres, camera at X = 0).
+
+def _street(cv: Canvas, cam: Camera, rng: np.random.Generator, W: int, H: int, z_near: float, z_far: float
+            ) -> Tuple[float, float, float, float]:
+    """Road and sidewalks, kerbs, paving joints, lane markings, a zebra crossing (image only: they keep
+    their class). Returns the cross-section ``(a, b, sw_l, sw_r)`` in metres (camera at X = 0)."""
     a = rng.uniform(1.5, 5.0)  # road left of the camera
     b = rng.uniform(2.5, 7.0)  # road right of the camera
     sw_l, sw_r = rng.uniform(1.8, 5.0), rng.uniform(1.8, 5.0)
     XL, XR = -a - sw_l, b + sw_r  # facade planes
-    z_near, z_far = 0.5, 400.0
-
     road = jitter(rng, (95, 94, 100), (0.65, 1.3), 6)
     side_base = (150, 148, 145) if rng.random() < 0.7 else (165, 130, 115)
     sidewalk = jitter(rng, side_base, (0.7, 1.15), 8)
     cv.fill(cam.ground(XL - 50.0, XR + 50.0, z_near, z_far), SIDEWALK, sidewalk)
     cv.fill(cam.ground(-a, b, z_near, z_far), ROAD, road)
-
-    # Kerbs, paving joints, lane markings, zebra crossing (image only: they keep their class).
     kerb = np.clip(sidewalk * rng.uniform(1.05, 1.3), 0, 255)
     cv.paint(np.concatenate([cam.ground(-a - 0.18, -a, z_near, z_far), cam.ground(b, b + 0.18, z_near, z_far)]), kerb)
     if rng.random() < 0.6:
@@ -312,8 +304,12 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
         zc = rng.uniform(6.0, 22.0)
         xs = np.arange(-a + 0.3, b - 0.3, 1.0)
         cv.paint(cam.ground(xs, xs + 0.5, zc, zc + 3.0), paint_white)
+    return a, b, sw_l, sw_r
 
-    # Buildings: facades along both sides, maybe a building closing the street.
+
+def _buildings(cv: Canvas, cam: Camera, rng: np.random.Generator, H: int, XL: float, XR: float, z_near: float,
+               z_far: float, sky_colour: np.ndarray) -> None:
+    """Facades along both sides (far to near), maybe a building closing the street."""
     z_end = rng.uniform(45.0, 160.0) if rng.random() < 0.5 else z_far
     if z_end < z_far:
         max_h = (cam.yv - 0.12 * H) * z_end / cam.f + cam.cam_h  # leave sky above it
@@ -331,7 +327,11 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
         for z0, z1, hgt in reversed(segments):  # far to near
             _facade(cv, cam, rng, X, z0, z1, hgt, sky_colour)
 
-    # Objects, drawn far to near: (depth of the near face, kind, X).
+
+def _place_objects(rng: np.random.Generator, z_bottom: float, a: float, b: float, sw_l: float, sw_r: float,
+                   XL: float, XR: float) -> List[Tuple[float, int, float]]:
+    """Where the objects stand: ``(depth of the near face, kind, X)``; kinds 0 car, 1 person, 2 pole,
+    3 the first pole (a sign likely), 4 tree, 5 hedge."""
     objects: List[Tuple[float, int, float]] = []
     z_lo = max(z_bottom * 1.1, 2.0)
     for X in (XL, XR):
@@ -364,7 +364,11 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
     for _ in range(n_trees):
         X = (XL + rng.uniform(0.6, sw_l * 0.6)) if rng.random() < 0.5 else (XR - rng.uniform(0.6, sw_r * 0.6))
         objects.append((depth(z_lo + 2.0, 60.0), 4, X))
+    return objects
 
+
+def _draw_objects(cv: Canvas, cam: Camera, rng: np.random.Generator, objects: List[Tuple[float, int, float]]) -> None:
+    """Draw the objects far to near."""
     for Z, kind_id, X in sorted(objects, key=lambda o: -o[0]):
         if kind_id == 0:
             _car(cv, cam, rng, X, Z)
@@ -377,7 +381,9 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
         else:
             _hedge(cv, cam, rng, X, Z, Z + rng.uniform(3.0, 15.0))
 
-    # Appearance: texture, cast shadow, illumination, blur, noise, gamma.
+
+def _appearance(cv: Canvas, cam: Camera, rng: np.random.Generator, H: int, W: int) -> np.ndarray:
+    """Texture, a cast shadow, illumination, blur, noise and gamma -> the uint8 RGB image."""
     img = cv.img
     field = 0.65 * smooth_noise(rng, H, W, 8) + 0.35 * smooth_noise(rng, H, W, 2)
     factor = 1.0 + _TEXTURE[cv.label] * field
@@ -398,5 +404,20 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tu
     out = np.clip(img, 0, 255).astype(np.uint8)
     gamma = rng.uniform(0.8, 1.25)
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
-    out = cv2.LUT(out, lut)
-    return out, cv.label
+    return cv2.LUT(out, lut)
+
+
+def render_street_scene(rng: np.random.Generator, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Render one street scene: ``(image uint8 (H, W, 3) RGB, label uint8 (H, W) in 0..8)``."""
+    H, W = int(height), int(width)
+    cv = Canvas(H, W, background=SKY)
+    cam = Camera(f=W * rng.uniform(0.42, 0.58), xv=W * rng.uniform(0.35, 0.65),
+                 yv=H * rng.uniform(0.36, 0.5), cam_h=rng.uniform(1.3, 1.8))
+    z_bottom = cam.f * cam.cam_h / max(H - cam.yv, 1.0)  # depth seen at the bottom row
+    sky_colour = _sky(cv, cam, rng, H)
+    z_near, z_far = 0.5, 400.0
+    a, b, sw_l, sw_r = _street(cv, cam, rng, W, H, z_near, z_far)
+    XL, XR = -a - sw_l, b + sw_r  # facade planes
+    _buildings(cv, cam, rng, H, XL, XR, z_near, z_far, sky_colour)
+    _draw_objects(cv, cam, rng, _place_objects(rng, z_bottom, a, b, sw_l, sw_r, XL, XR))
+    return _appearance(cv, cam, rng, H, W), cv.label

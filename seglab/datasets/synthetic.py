@@ -61,7 +61,7 @@ from seglab.datasets.transforms import (
     split_key,
     build_train_transform,
 )
-from seglab.errors import ConfigError, check
+from seglab.errors import ConfigError, check, is_int
 
 __all__ = [
     "CITYSCAPES_TRAIN_IDS",
@@ -83,12 +83,8 @@ DEFAULT_IMAGE_SIZE: Tuple[int, int] = (128, 256)
 MIN_IMAGE_SIDE = 32
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _size_pair(value: Any, key: str, minimum: int = 1) -> Tuple[int, int]:
-    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value)
+    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value)
     check(ok and all(int(v) >= minimum for v in value),
           f"{key} must be two ints (height, width), each >= {minimum}, got {value!r}")
     return int(value[0]), int(value[1])
@@ -128,10 +124,10 @@ class SyntheticStreetDataset(Dataset):
               f"dataset.split must be one of {', '.join(SPLITS)}, got {split!r}")
         if num_samples is None:
             num_samples = DEFAULT_NUM_SAMPLES[split]
-        check(_is_int(num_samples) and num_samples > 0,
+        check(is_int(num_samples) and num_samples > 0,
               f"dataset.num_samples must be a positive int, got {num_samples!r}")
         self.image_size = _size_pair(image_size, "dataset.image_size", MIN_IMAGE_SIDE)
-        check(_is_int(seed) and 0 <= seed < 2**63, f"dataset.seed must be a non-negative int, got {seed!r}")
+        check(is_int(seed) and 0 <= seed < 2**63, f"dataset.seed must be a non-negative int, got {seed!r}")
         check(isinstance(augment, bool), f"dataset.augment must be true or false, got {augment!r}")
         if crop_size is not None:
             crop = _size_pair(crop_size, "dataset.crop_size", 1)
@@ -170,7 +166,7 @@ class SyntheticStreetDataset(Dataset):
         return np.random.default_rng(np.random.SeedSequence([self.seed, self.split_id, int(index)]))
 
     def _check_index(self, index: int) -> int:
-        if not _is_int(index):
+        if not is_int(index):
             raise TypeError(f"dataset index must be an int, got {type(index).__name__}")
         index = int(index)
         if index < 0:

@@ -88,7 +88,7 @@ def pixel_cross_entropy(
     """
     logits, target = prepare_logits(logits, target, ignore_index, check_labels)
     if class_weights is not None:
-        weight = _weights_for(class_weights, logits)
+        weight = weights_for(class_weights, logits)
         summed = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="sum")
         valid = target != ignore_index
         denominator = torch.where(valid, weight[torch.where(valid, target, 0)], 0.0).sum()
@@ -127,7 +127,7 @@ def check_class_weights(class_weights: object) -> Optional[Tuple[float, ...]]:
     return tuple(float(w) for w in class_weights)  # type: ignore[union-attr]
 
 
-def _weights_for(class_weights: Tensor, logits: Tensor) -> Tensor:
+def weights_for(class_weights: Tensor, logits: Tensor) -> Tensor:
     """The weights as a tensor on the logits' device / dtype; ConfigError if the length is wrong."""
     if class_weights.numel() != logits.shape[1]:
         raise ConfigError(

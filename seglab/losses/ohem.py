@@ -30,7 +30,7 @@ from torch import Tensor
 
 from seglab.errors import check
 from seglab.losses import register_loss
-from seglab.losses.ce import ClassWeights, CrossEntropyLoss, _weights_for, prepare_logits
+from seglab.losses.ce import ClassWeights, CrossEntropyLoss, weights_for, prepare_logits
 
 
 def kept_count(min_kept: Union[int, float], n: int) -> int:
@@ -58,7 +58,7 @@ def ohem_cross_entropy(
     their p exceeds ``thresh``; here all valid pixels are kept, as documented for OHEM.
     """
     logits, target = prepare_logits(logits, target, ignore_index, check_labels)
-    weight = None if class_weights is None else _weights_for(class_weights, logits)
+    weight = None if class_weights is None else weights_for(class_weights, logits)
     pixel_losses = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
     valid = target != ignore_index
     with torch.no_grad():

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.errors import check
+from seglab.errors import check, is_int
 from seglab.models import register_model
 from seglab.models.backbones.hrnet import init_hrnet_weights
 from seglab.models.backbones.resnet import RESNET_LAYERS, ResNetBackbone
-from seglab.models.hrnet import _is_int, check_common_args
+from seglab.models.hrnet import check_common_args
 from seglab.models.outputs import SegOutput
 
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
@@ -44,7 +44,7 @@ DEEPLABV2_RATES = (6, 12, 18, 24)
 
 
 def _check_output_stride(output_stride: Any) -> None:
-    check(_is_int(output_stride) and output_stride in (8, 16),
+    check(is_int(output_stride) and output_stride in (8, 16),
           f"model.output_stride must be 8 or 16 (got {output_stride!r})")
 
 
@@ -242,7 +242,7 @@ class UNet(nn.Module):
     def __init__(self, num_classes: int, base_width: int = 64, in_chans: int = 3, bn_momentum: float = 0.1,
                  weight_init: str = "kaiming") -> None:
         check_common_args(num_classes, in_chans, bn_momentum, False, weight_init)
-        check(_is_int(base_width) and base_width >= 2, f"model.base_width must be an integer >= 2 (got {base_width!r})")
+        check(is_int(base_width) and base_width >= 2, f"model.base_width must be an integer >= 2 (got {base_width!r})")
         super().__init__()
         self.num_classes = num_classes
         self.base_width = base_width

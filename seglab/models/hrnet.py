@@ -10,15 +10,11 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor
 
-from seglab.errors import check
+from seglab.errors import check, is_int
 from seglab.models import register_model
 from seglab.models.backbones.hrnet import HRNET_SPECS, WEIGHT_INITS, HRNetBackbone, HRNetSpec, init_hrnet_weights
 from seglab.models.heads.hrnet_head import HRNetV2Head
 from seglab.models.outputs import SegOutput
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_real(value: Any) -> bool:
@@ -29,8 +25,8 @@ def check_common_args(num_classes: Any, in_chans: Any, bn_momentum: Any, align_c
                       weight_init: Any = "kaiming") -> None:
     """Validate the keyword arguments shared by all HRNet-based models (raises ConfigError)."""
     check(weight_init in WEIGHT_INITS, f"model.weight_init must be one of {', '.join(WEIGHT_INITS)} (got {weight_init!r})")
-    check(_is_int(num_classes) and num_classes >= 1, f"model.num_classes must be an integer >= 1 (got {num_classes!r})")
-    check(_is_int(in_chans) and in_chans >= 1, f"model.in_chans must be an integer >= 1 (got {in_chans!r})")
+    check(is_int(num_classes) and num_classes >= 1, f"model.num_classes must be an integer >= 1 (got {num_classes!r})")
+    check(is_int(in_chans) and in_chans >= 1, f"model.in_chans must be an integer >= 1 (got {in_chans!r})")
     check(_is_real(bn_momentum) and 0.0 < bn_momentum <= 1.0,
           f"model.bn_momentum must be a number in (0, 1] (got {bn_momentum!r})")
     check(isinstance(align_corners, bool), f"model.align_corners must be true or false (got {align_corners!r})")

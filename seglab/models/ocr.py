@@ -15,18 +15,18 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor
 
-from seglab.errors import check
+from seglab.errors import check, is_int
 from seglab.models import register_model
 from seglab.models.backbones.hrnet import HRNET_SPECS, HRNetBackbone, HRNetSpec, init_hrnet_weights
 from seglab.models.heads.ocr_head import OCRHead
-from seglab.models.hrnet import _is_int, check_common_args, resolve_spec
+from seglab.models.hrnet import check_common_args, resolve_spec
 from seglab.models.outputs import SegOutput
 
 
 def check_ocr_args(ocr_mid_channels: Any, ocr_key_channels: Any, ocr_dropout: Any) -> None:
-    check(_is_int(ocr_mid_channels) and ocr_mid_channels >= 1,
+    check(is_int(ocr_mid_channels) and ocr_mid_channels >= 1,
           f"model.ocr_mid_channels must be an integer >= 1 (got {ocr_mid_channels!r})")
-    check(_is_int(ocr_key_channels) and ocr_key_channels >= 1,
+    check(is_int(ocr_key_channels) and ocr_key_channels >= 1,
           f"model.ocr_key_channels must be an integer >= 1 (got {ocr_key_channels!r})")
     ok = (isinstance(ocr_dropout, numbers.Real) and not isinstance(ocr_dropout, bool)
           and math.isfinite(ocr_dropout) and 0.0 <= ocr_dropout < 1.0)

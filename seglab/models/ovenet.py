@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.errors import ConfigError, check
+from seglab.errors import ConfigError, check, is_int
 from seglab.models import register_model
 from seglab.models.backbones.hrnet import (HRNET_SPECS, HRNetBackbone, HRNetSpec, apply_transition,
                                            init_hrnet_weights, make_stage, make_transition)
@@ -101,10 +101,6 @@ OFFSET_PREFIX = "offset_"
 OffsetModules = Union[None, int, Sequence[int]]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def default_offset_modules(spec: HRNetSpec, stage: int = 4) -> int:
     """Modules of the offset branch's copy of ``stage`` (2..4): one fewer than the main stage,
     at least 1 (W48: 1, 3, 2 for stages 2, 3, 4)."""
@@ -116,14 +112,14 @@ def resolve_offset_modules(spec: HRNetSpec, branch_stage: int, offset_modules: O
     stages = list(range(branch_stage, 5))
     if offset_modules is None:
         return tuple(default_offset_modules(spec, s) for s in stages)
-    if _is_int(offset_modules):
+    if is_int(offset_modules):
         check(offset_modules >= 1 and branch_stage == 4,
               f"model.offset_modules must be an integer >= 1 (only with branch_stage 4), a list of {len(stages)} "
               f"integers >= 1 (one per offset-branch stage {', '.join(map(str, stages))}) or null "
               f"(got {offset_modules!r} with branch_stage {branch_stage})")
         return (int(offset_modules),)
     ok = (isinstance(offset_modules, Sequence) and not isinstance(offset_modules, str)
-          and len(offset_modules) == len(stages) and all(_is_int(n) and n >= 1 for n in offset_modules))
+          and len(offset_modules) == len(stages) and all(is_int(n) and n >= 1 for n in offset_modules))
     check(ok, f"model.offset_modules must be an integer >= 1 (only with branch_stage 4), a list of {len(stages)} "
               f"integers >= 1 (one per offset-branch stage {', '.join(map(str, stages))}) or null "
               f"(got {offset_modules!r} with branch_stage {branch_stage})")
@@ -213,9 +209,9 @@ class OVeNet(HRNetBackbone):
               f"model.tau must be > 0 (got {tau!r})")
         _check_choice("base", base, BASES)
         _check_choice("tau_mode", tau_mode, TAU_MODES)
-        check(_is_int(branch_stage) and branch_stage in BRANCH_STAGES,
+        check(is_int(branch_stage) and branch_stage in BRANCH_STAGES,
               f"model.branch_stage must be one of 2, 3, 4 (got {branch_stage!r})")
-        check(_is_int(cascade_steps) and cascade_steps >= 0,
+        check(is_int(cascade_steps) and cascade_steps >= 0,
               f"model.cascade_steps must be an integer >= 0 (got {cascade_steps!r})")
         _check_choice("resample", resample, RESAMPLE_MODES)
         check(isinstance(freeze_body, bool), f"model.freeze_body must be true or false (got {freeze_body!r})")

@@ -52,14 +52,13 @@ Switches (factory keywords; each ambiguity of the paper, spec B1 "[proposal]", d
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.errors import check
+from seglab.errors import check, is_int
 from seglab.models import register_model
 from seglab.models.backbones.hrnet import init_hrnet_weights
 from seglab.models.backbones.resnet import RESNET_BASIC_LAYERS, RESNET_TRUNKS, BasicBlock, ResNetBackbone
@@ -77,10 +76,6 @@ BACKBONE_OUTPUT_STRIDES = (32, 16, 8)
 POSTNET_BACKBONES = ("same", *RESNET_TRUNKS)
 
 Mixture = Tuple[Tensor, Tensor, Tensor]  # pi (B, K), mu (B, K, D), logvar (B, K, D)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _conv_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
@@ -367,9 +362,9 @@ def check_phgmm_args(arch: str, **kwargs: Any) -> None:
     a = kwargs  # the keyword arguments of PHGMM.__init__
     check_common_args(a["num_classes"], a["in_chans"], a["bn_momentum"], False)
     for key in ("num_components", "latent_dim", "z_map_channels", "g_map_channels"):
-        check(_is_int(a[key]) and a[key] >= 1, f"model.{key} must be an integer >= 1 (got {a[key]!r})")
+        check(is_int(a[key]) and a[key] >= 1, f"model.{key} must be an integer >= 1 (got {a[key]!r})")
     width = a["decoder_width"]
-    check(width is None or (_is_int(width) and width >= 1),
+    check(width is None or (is_int(width) and width >= 1),
           f"model.decoder_width must be null (3 * num_classes) or an integer >= 1 (got {width!r})")
     check(isinstance(a["use_global"], bool), f"model.use_global must be true or false (got {a['use_global']!r})")
     for key, allowed in (("decoder_input", DECODER_INPUTS), ("upsample", UPSAMPLES), ("component_fc", COMPONENT_FCS),
@@ -379,7 +374,7 @@ def check_phgmm_args(arch: str, **kwargs: Any) -> None:
     stride = a["backbone_output_stride"]
     allowed_strides = (32,) if arch in RESNET_BASIC_LAYERS else BACKBONE_OUTPUT_STRIDES  # BasicBlock: no dilation
     allowed = str(allowed_strides[0]) if len(allowed_strides) == 1 else "one of " + ", ".join(map(str, allowed_strides))
-    check(_is_int(stride) and stride in allowed_strides,
+    check(is_int(stride) and stride in allowed_strides,
           f"model.backbone_output_stride must be {allowed} for a {arch} encoder (got {stride!r})")
 
 

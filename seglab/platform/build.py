@@ -141,7 +141,7 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
     if cfg.pretrained:
         if load_weights:
             loaded, missing, unexpected = load_pretrained(model, cfg.pretrained)
-            if hasattr(model, "init_offset_branch_from_main"):  # OVeNet: the offset branch starts from them too
+            if hasattr(model, "init_offset_branch_from_main"):  # a second branch that starts from them too
                 model.init_offset_branch_from_main()
             print(f"model.pretrained: loaded {loaded} tensors from {cfg.pretrained}; {len(missing)} missing "
                   f"(e.g. {', '.join(missing[:2]) or '-'}), {len(unexpected)} unexpected "
@@ -150,7 +150,8 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
             read_state_dict(cfg.pretrained)  # readable; validate_run checks that it fits the model
     if cfg.body_checkpoint:
         check(hasattr(model, "load_body_state"),
-              f"model.body_checkpoint is only for OVeNet models (model.name={cfg.name})")
+              f"model.body_checkpoint loads a body into a model that has one (load_body_state); model.name={cfg.name} "
+              f"has none: use model.pretrained")
     if cfg.body_checkpoint and cfg.body_checkpoint != "@baseline":  # "@baseline": resolved by the sweep
         # a training checkpoint ({"model": state dict, ...}) or a bare state dict; on the meta
         # device (validation) load_body_state only compares names and shapes

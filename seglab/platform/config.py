@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from seglab.errors import ConfigError, check
+from seglab.errors import ConfigError, check, is_int
 
 _MODEL_RESERVED = ("name", "pretrained", "body_checkpoint", "freeze_bn")
 _DATASET_RESERVED = ("name", "train", "val", "test", "selection_fraction")
@@ -22,9 +22,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LOG_CHECKPOINTS = ("best", "last", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")  # seglab.platform.speed (not imported here: config stays light)
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -188,7 +185,7 @@ class TrainerConfig:
         check(not unknown, f"unknown key trainer.{unknown[0] if unknown else ''}; allowed: {', '.join(sorted(known))}")
         t = cls(**d)
         check(isinstance(t.flops_input_size, (list, tuple)) and len(t.flops_input_size) == 2
-              and all(_is_int(v) for v in t.flops_input_size),
+              and all(is_int(v) for v in t.flops_input_size),
               f"trainer.flops_input_size must be [H, W] with positive integers (got {t.flops_input_size!r})")
         t.flops_input_size = tuple(int(v) for v in t.flops_input_size)  # type: ignore[assignment]
         widths = t.trimap_widths
@@ -204,11 +201,11 @@ class TrainerConfig:
                   and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop),
                   f"trainer.crop_size must be null or [H, W] with positive integers (got {crop!r})")
             t.crop_size = tuple(crop)  # type: ignore[assignment]
-        check(_is_int(t.viz_samples) and t.viz_samples >= 0,
+        check(is_int(t.viz_samples) and t.viz_samples >= 0,
               f"trainer.viz_samples must be an integer >= 0 (got {t.viz_samples!r})")
         for key in ("num_workers", "epochs", "batch_size", "viz_every"):
             value = getattr(t, key)
-            check(_is_int(value) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
+            check(is_int(value) and value >= 1, f"trainer.{key} must be an integer >= 1 (got {value!r})")
         for key in ("cpus_per_worker", "lr", "momentum", "weight_decay", "poly_power"):
             value = getattr(t, key)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and value == value,
@@ -216,12 +213,12 @@ class TrainerConfig:
         check(t.time_limit_s is None or (isinstance(t.time_limit_s, (int, float)) and not isinstance(t.time_limit_s, bool)
                                          and t.time_limit_s > 0),
               f"trainer.time_limit_s must be null or a number of seconds > 0 (got {t.time_limit_s!r})")
-        check(_is_int(t.warmup_steps) and t.warmup_steps >= 0,
+        check(is_int(t.warmup_steps) and t.warmup_steps >= 0,
               f"trainer.warmup_steps must be an integer >= 0 (got {t.warmup_steps!r})")
         for key in ("max_failures", "seed"):
-            check(_is_int(getattr(t, key)), f"trainer.{key} must be an integer (got {getattr(t, key)!r})")
+            check(is_int(getattr(t, key)), f"trainer.{key} must be an integer (got {getattr(t, key)!r})")
         check(t.poly_power >= 0, f"trainer.poly_power must be >= 0 (got {t.poly_power})")
-        check(t.fail_once_at_epoch is None or (_is_int(t.fail_once_at_epoch) and t.fail_once_at_epoch >= 1),
+        check(t.fail_once_at_epoch is None or (is_int(t.fail_once_at_epoch) and t.fail_once_at_epoch >= 1),
               f"trainer.fail_once_at_epoch must be null or an integer >= 1 (got {t.fail_once_at_epoch!r})")
         check(t.cpus_per_worker > 0, f"trainer.cpus_per_worker must be > 0 (got {t.cpus_per_worker})")
         check(t.lr > 0, f"trainer.lr must be > 0 (got {t.lr})")

@@ -19,5 +19,5 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{name:<28} {total / 1e6:>11.2f} {count_flops(model, input_size=(h, w)):>9.1f} "
               f"{'' if inference == total else f'{inference / 1e6:.2f}':>21}", flush=True)
     print(f"\n{args.num_classes} classes, input {h}x{w}. {FLOPS_CONVENTION} Inference params: without "
-          f"training-only parts (PHGMM's PostNet), where a model has them.")
+          f"training-only parts (a posterior network), where a model has them.")
     return 0

@@ -6,7 +6,7 @@
   S_s (``val_miou_seed``), S_f when it is not the deployed map (``val_miou_final``), what the
   fusion adds (``val_miou_gain_over_initial`` = mIoU(S_f) − mIoU(S_i)) and the offset
   diagnostics ``val_offset_px``, ``val_confidence``, ``val_frac_changed``;
-* picture: :func:`seglab.platform.viz.panels.ovenet_panel`;
+* picture: :func:`seglab.platform.methods.ovenet_panel.ovenet_panel`;
 * comparison: κ, λ, τ columns, and for an ablation sweep a table shaped like paper Table 5.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class OVeNetHeads(PredictionEvaluator):
 
 def _offset_means(batch: EvalBatch):
     """Offset length (input px), confidence and fraction of pixels S_f changed, weighted by pixels."""
-    from seglab.platform.viz.panels import offset_diagnostics
+    from seglab.platform.methods.ovenet_panel import offset_diagnostics
 
     out = batch.output
     if out.offsets is None or out.confidence is None or out.initial_logits is None:
@@ -95,8 +95,8 @@ class OVeNet(Method):
                                                 _offset_means)]
 
     def draw(self, model: nn.Module, image: Tensor, label: Tensor, ctx: EvalContext) -> Optional[np.ndarray]:
-        """Input, GT, S_i, S_s, S_f, offsets, confidence, fix/break (:func:`~seglab.platform.viz.panels.ovenet_panel`)."""
-        from seglab.platform.viz.panels import ovenet_panel
+        """Input, GT, S_i, S_s, S_f, offsets, confidence, fix/break (:func:`~seglab.platform.methods.ovenet_panel.ovenet_panel`)."""
+        from seglab.platform.methods.ovenet_panel import ovenet_panel
 
         out = model(image.unsqueeze(0).to(ctx.device))
         if out.offsets is None:

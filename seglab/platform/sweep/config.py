@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from seglab.errors import check
+from seglab.errors import check, is_int
 from seglab.platform import methods
 
 SEARCHES = ("grid", "random", "optuna")
@@ -30,7 +30,7 @@ def _check_bound(name: str, value: float) -> None:
 
 @dataclass
 class SweepConfig:
-    name: str = "ovenet_vs_hrnet"
+    name: str = "sweep"
     experiment: str = "seglab"
     include_baseline: bool = True
     baseline_model: Optional[str] = "hrnet_w18_small_v1"  # null: the base run's own model (SEMEDA: same net, CE)
@@ -92,10 +92,10 @@ class SweepConfig:
         check(s.mode in MODES, f"sweep.mode must be one of {', '.join(MODES)} (got {s.mode!r})")
         for key in ("include_baseline", "dry_run"):
             check(isinstance(getattr(s, key), bool), f"sweep.{key} must be true or false (got {getattr(s, key)!r})")
-        check(_is_int(s.seed), f"sweep.seed must be an integer (got {s.seed!r})")
-        check(s.max_concurrent_trials is None or (_is_int(s.max_concurrent_trials) and s.max_concurrent_trials >= 1),
+        check(is_int(s.seed), f"sweep.seed must be an integer (got {s.seed!r})")
+        check(s.max_concurrent_trials is None or (is_int(s.max_concurrent_trials) and s.max_concurrent_trials >= 1),
               f"sweep.max_concurrent_trials must be null or an integer >= 1 (got {s.max_concurrent_trials!r})")
-        check(_is_int(s.max_trial_failures) and s.max_trial_failures >= -1,
+        check(is_int(s.max_trial_failures) and s.max_trial_failures >= -1,
               f"sweep.max_trial_failures must be an integer >= -1 (-1 = retry forever; got {s.max_trial_failures!r})")
         check(isinstance(s.experiment, str) and s.experiment.strip() != "",
               f"sweep.experiment must be the name of an MLflow experiment (got {s.experiment!r})")
@@ -121,9 +121,9 @@ class SweepConfig:
         if s.variants is not None:
             _check_variants(s.variants)
         for key in ("seeds",):
-            check(_is_int(getattr(s, key)) and getattr(s, key) >= 1, f"sweep.{key} must be an integer >= 1 (got {getattr(s, key)!r})")
+            check(is_int(getattr(s, key)) and getattr(s, key) >= 1, f"sweep.{key} must be an integer >= 1 (got {getattr(s, key)!r})")
         for key in ("confirm_seeds", "warm_start_epochs"):
-            check(_is_int(getattr(s, key)) and getattr(s, key) >= 0, f"sweep.{key} must be an integer >= 0 (got {getattr(s, key)!r})")
+            check(is_int(getattr(s, key)) and getattr(s, key) >= 0, f"sweep.{key} must be an integer >= 0 (got {getattr(s, key)!r})")
         check(s.budget in BUDGETS, f"sweep.budget must be one of {', '.join(BUDGETS)} (got {s.budget!r})")
         check(s.time_budget_s is None or (isinstance(s.time_budget_s, (int, float)) and not isinstance(s.time_budget_s, bool)
                                           and s.time_budget_s > 0),
@@ -137,9 +137,6 @@ class SweepConfig:
               "sweep.warm_start_epochs needs the sweep's baseline run; set sweep.include_baseline=true")
         return s
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 CLUSTER_KEYS = ("name", "storage_path", "tracking_uri")
