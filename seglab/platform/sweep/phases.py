@@ -45,23 +45,15 @@ class SweepState:
         return Path(self.ctx["storage_path"]) / run.key() / "best.pt"
 
 
-def fit_phase(state: SweepState, runs: List[RunConfig], name: str, *, search: bool = False,
-              concurrent: Optional[int] = None) -> List[str]:
-    """Run ``runs`` (plus, when ``search`` and ``sweep.search=optuna``, ``sweep.num_samples`` proposed
-    runs) as one Tuner named ``name``; return the errors. Only ``search=True`` gets the sweep's scheduler.
-
-    With ``state.resume`` the Tuner saved under ``storage/name`` is restored when there is one
-    (finished trials are kept, unfinished ones run again and their Train runs resume from their
-    latest checkpoints)."""
+def tune_config(state: SweepState, runs: List[RunConfig], *, search: bool = False, concurrent: Optional[int] = None):
+    """``(param_space, TuneConfig)`` of a phase over ``runs``: only the search phase (``search=True``)
+    gets the sweep's scheduler (ASHA) and, for ``sweep.search=optuna``, the searcher's proposals; every
+    other phase trains its runs' full schedules."""
     from ray import tune
 
     from seglab.platform.sweep.search import make_scheduler, make_searcher
-    from seglab.platform.sweep.trial import run_trial
 
     sweep, ctx = state.sweep, state.ctx
-    # Tune saves its experiment state (which trials finished) every few seconds: a resumed sweep
-    # re-runs as little as possible (a finished trial restarted anyway trains no epoch again).
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     fixed = [{"trial": r.to_dict(), "ctx": ctx} for r in runs]
     if search and sweep.search == "optuna":
         resources = ctx.get("resources") or {}
@@ -71,21 +63,37 @@ def fit_phase(state: SweepState, runs: List[RunConfig], name: str, *, search: bo
     else:
         searcher, num_samples = None, 1
         param_space = {"trial": tune.grid_search([r.to_dict() for r in runs]), "ctx": ctx}
+    return param_space, tune.TuneConfig(
+        search_alg=searcher, scheduler=make_scheduler(sweep, planned_epochs(state)) if search else None,
+        num_samples=num_samples, max_concurrent_trials=concurrent or state.concurrent,
+        trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
+        trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}")
+
+
+def fit_phase(state: SweepState, runs: List[RunConfig], name: str, *, search: bool = False,
+              concurrent: Optional[int] = None) -> List[str]:
+    """Run ``runs`` as one Tuner named ``name`` (:func:`tune_config`); return the errors.
+
+    With ``state.resume`` the Tuner saved under ``storage/name`` is restored when there is one
+    (finished trials are kept, unfinished ones run again and their Train runs resume from their
+    latest checkpoints)."""
+    from ray import tune
+
+    from seglab.platform.sweep.trial import run_trial
+
+    sweep = state.sweep
+    # Tune saves its experiment state (which trials finished) every few seconds: a resumed sweep
+    # re-runs as little as possible (a finished trial restarted anyway trains no epoch again).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     trainable = tune.with_resources(run_trial, {"CPU": TRIAL_DRIVER_CPU})
     path = state.storage / name
     if state.resume and tune.Tuner.can_restore(str(path)):
         print(f"sweep '{sweep.name}': resuming the trials of {path} (finished ones are kept)", flush=True)
         return errors_of(tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True).fit())
-    tuner = tune.Tuner(
-        trainable, param_space=param_space,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=make_scheduler(sweep, planned_epochs(state)) if search else None, num_samples=num_samples,
-            max_concurrent_trials=concurrent or state.concurrent,
-            trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
-        run_config=tune.RunConfig(name=name, storage_path=str(state.storage), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=sweep.max_trial_failures)),
-    )
+    param_space, config = tune_config(state, runs, search=search, concurrent=concurrent)
+    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=config,
+                       run_config=tune.RunConfig(name=name, storage_path=str(state.storage), verbose=0,
+                                                 failure_config=tune.FailureConfig(max_failures=sweep.max_trial_failures)))
     return errors_of(tuner.fit())
 
 

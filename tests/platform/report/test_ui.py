@@ -1,4 +1,4 @@
-"""seglab.platform.ui without a browser: the links' formats, the description's length limit, the
+"""seglab.platform.report.ui without a browser: the links' formats, the description's length limit, the
 table artifact's columns, the grouping tag, and the experiment kind (a real SQLite store).
 The browser checks are in tests/integration/test_mlflow_ui.py."""
 import json
@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from seglab.platform import tracking, ui
+from seglab.platform import tracking
+from seglab.platform.report import ui
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import pytest
 from mlflow.entities import Metric
 from scipy import stats as sps
 
-from seglab.platform import compare, report, tracking
+from seglab.platform import report, tracking
+from seglab.platform.report import files, findings, plots
 from seglab.platform.cli import main as cli_main
 
 
@@ -88,7 +89,7 @@ def test_early_peak_reports_the_selected_checkpoints_test_score_with_paired_delt
     base, ov = rows
     assert ov["test_miou"] == pytest.approx(np.mean(ovenet_test)) and ov["seeds"] == 3
     assert ov["final_test_miou"] == pytest.approx(np.mean(ovenet_final))
-    assert ov["best_val_miou"] == pytest.approx(0.72)  # kept as the selection score
+    assert ov["selection_score"] == pytest.approx(0.72)  # runs without selection_score: best_val_miou selected
     low, high = sps.t.interval(0.95, 2, loc=np.mean(ovenet_test), scale=sps.sem(ovenet_test))
     assert (ov["test_miou_low"], ov["test_miou_high"]) == (pytest.approx(low), pytest.approx(high))
     diffs = np.subtract(ovenet_test, base_test)  # 0.03, 0.02, 0.005
@@ -109,7 +110,7 @@ def test_early_peak_reports_the_selected_checkpoints_test_score_with_paired_delt
     assert cells["ovenet τ=0.5"]["test mIoU"] == f"{100 * np.mean(ovenet_test):.2f} ± {half:.2f}" == "62.83 ± 3.13"
     assert cells["ovenet τ=0.5"]["final mIoU"].startswith("59.67 ± ")
     assert cells["ovenet τ=0.5"]["Δ vs base"] == f"+1.83 ± {100 * (ref.high - ref.low) / 2:.2f}"
-    assert cells["ovenet τ=0.5"]["sel. val"] == "72.00" and cells["hrnet"]["Δ vs base"] == "-"
+    assert cells["ovenet τ=0.5"]["sel. score"] == "72.00" and cells["hrnet"]["Δ vs base"] == "-"
     assert "72.00" not in cells["ovenet τ=0.5"]["test mIoU"] and "64.00" not in cells["ovenet τ=0.5"]["test mIoU"]
     # 3 x 2.7 GFLOPs x 400 images x 4 epochs = 12960 GFLOPs = 12.7 TFLOPs (2^10)
     assert cells["ovenet τ=0.5"]["train TFLOPs"] == "12.7" and cells["ovenet τ=0.5"]["seeds"] == "3"
@@ -163,7 +164,7 @@ def test_a_search_marks_its_selection_and_claims_a_gain_only_from_confirm_runs(s
     by = {r["label"]: r for r in rows}
     assert by["B"]["claim"] == "selected, confirmed (2 fresh seeds)" and by["B"]["phase"] == "confirm"
     assert by["B"]["test_miou"] == pytest.approx(0.6425) and by["hrnet"]["test_miou"] == pytest.approx(0.605)
-    assert by["B"]["best_val_miou"] == pytest.approx((0.64 + 0.65 + 0.64) / 3)  # selection used the search runs
+    assert by["B"]["selection_score"] == pytest.approx((0.64 + 0.65 + 0.64) / 3)  # selection used the search runs
     ref = sps.ttest_rel(b_c, base_c).confidence_interval(0.95)  # diffs 0.030, 0.045
     assert by["B"]["delta"] == pytest.approx(3.75)
     assert by["B"]["delta_low"] == pytest.approx(100 * ref.low) and by["B"]["delta_high"] == pytest.approx(100 * ref.high)
@@ -183,7 +184,7 @@ def test_an_ablation_is_planned_not_searched_and_compare_adds_its_table(store, c
     rows = report.collect(parent, store)
     assert [r["claim"] for r in rows] == ["", "planned comparison", "planned comparison"]
     assert not any(r["selected"] for r in rows) and [r["mark"] for r in rows] == ["*", "", ""]
-    assert report.headline(rows)["metrics"] == {}  # no single configuration to claim a gain for
+    assert findings.headline(rows)["metrics"] == {}  # no single configuration to claim a gain for
     assert "2 planned comparisons against one baseline" in report.format_table(rows)
     assert cli_main(["compare", parent, "--no-log"]) == 0
     out = capsys.readouterr().out
@@ -207,10 +208,10 @@ def test_runs_without_the_new_metrics_still_render_and_failures_sort_last(store)
     assert rows[1]["status"] == "FAILED: non-finite loss" and rows[0]["group"] == f"run:{old}"
     table = report.format_table(rows)
     _, cells = _table_rows(table)
-    assert cells["hrnet"]["test mIoU"] == "-" and cells["hrnet"]["sel. val"] == "50.00"
+    assert cells["hrnet"]["test mIoU"] == "-" and cells["hrnet"]["sel. score"] == "50.00"
     assert "checkpoint selected on split: val" in table.splitlines()[0]  # from the tagged trial
     assert "seeds: 1 per configuration: no confidence interval" in table
-    assert report.to_csv(rows).splitlines()[0].startswith("label,method,baseline,")
+    assert files.to_csv(rows).splitlines()[0].startswith("label,method,baseline,")
 
 
 def test_seglab_compare_end_to_end_logs_plots_for_one_and_several_sweeps(store, tmp_path, capsys):
@@ -245,8 +246,8 @@ def test_seglab_compare_end_to_end_logs_plots_for_one_and_several_sweeps(store, 
     rows = report.collect(first, store)
     car = rows[0]["class_iou"]["car"]  # the baseline's bars: 0.5, 0.6 -> 0.55 ± t(.975, 1) x 0.05
     assert car.mean == pytest.approx(0.55) and car.half_width == pytest.approx(12.706204736 * 0.05)
-    assert [r["label"] for r in compare.reference_rows(rows)] == ["hrnet", "ovenet"]
-    curves = compare.learning_curves(rows, store)
+    assert [r["label"] for r in plots.reference_rows(rows)] == ["hrnet", "ovenet"]
+    curves = plots.learning_curves(rows, store)
     assert list(curves) == ["hrnet (baseline)", "ovenet"]
     assert curves["ovenet"]["epochs"] == [1, 2] and curves["ovenet"]["n"] == 2
     assert curves["ovenet"]["mean"] == pytest.approx([0.555, 0.625])  # seeds: (0.55, 0.62), (0.56, 0.63)

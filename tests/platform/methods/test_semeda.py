@@ -8,7 +8,7 @@ from seglab.metrics import semantic_edges
 from seglab.platform.config import RunConfig
 from seglab.platform.evaluation import EvalContext
 from seglab.platform.methods import semeda
-from seglab.platform.viz import TITLE_HEIGHT, panel_tile
+from seglab.platform.viz.panels import TITLE_HEIGHT, panel_tile
 
 
 def _run(edge_net="auto", **dataset):

@@ -9,10 +9,10 @@ from omegaconf import OmegaConf
 from seglab.datasets.fixtures.cityscapes import write_cityscapes
 from seglab.errors import ConfigError
 from seglab.losses.semeda import SemedaEdgeNet, save_edge_net
-from seglab.platform.plan import SweepConfig, plan_trials
+from seglab.platform.sweep.plan import SweepConfig, plan_trials
 from seglab.platform.sweep import validate_sweep
 
-CONF = str(Path(__file__).resolve().parents[2] / "experiments" / "conf")
+CONF = str(Path(__file__).resolve().parents[3] / "experiments" / "conf")
 TINY = ["trainer=tiny", "dataset.image_size=[32,64]", "dataset.train.num_samples=2", "dataset.train.crop_size=[32,64]",
         "dataset.val.num_samples=2", "dataset.test.num_samples=2"]
 

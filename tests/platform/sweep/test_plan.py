@@ -6,11 +6,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seglab.errors import ConfigError
-from seglab.platform.plan import (FROM_BASELINE, SweepConfig, plan_trials, representative_point, run_for_point,
+from seglab.platform.sweep.plan import (FROM_BASELINE, SweepConfig, plan_trials, representative_point, run_for_point,
                                   split_phases)
 from seglab.platform.methods.ovenet import format_ablation_table
 
-CONF = str(Path(__file__).resolve().parents[2] / "experiments" / "conf")
+CONF = str(Path(__file__).resolve().parents[3] / "experiments" / "conf")
 
 
 def _compose(overrides):
@@ -89,7 +89,7 @@ def test_search_config_errors(cfg, fragment):
 
 
 def test_fixed_then_optuna_searcher_hands_out_the_baseline_first_then_seeded_points():
-    from seglab.platform.search import make_searcher
+    from seglab.platform.sweep.search import make_searcher
 
     sweep = SweepConfig.from_dict({"search": "optuna", "seed": 7, "kappa": {"uniform": [0.1, 1.0]},
                                    "tau": [0.1, 0.2, 0.5, 1.0]})
@@ -114,8 +114,8 @@ def test_asha_never_stops_the_baseline_and_stops_the_others_through_their_marker
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
-    from seglab.platform.search import make_scheduler
-    from seglab.platform.train_loop import stop_marker
+    from seglab.platform.sweep.search import make_scheduler
+    from seglab.platform.train.hooks import stop_marker
 
     base, _ = _compose(["trainer.epochs=4"])
     sched = make_scheduler(SweepConfig.from_dict({"scheduler": "asha", "asha": {"grace_period": 1,
@@ -129,7 +129,7 @@ def test_asha_never_stops_the_baseline_and_stops_the_others_through_their_marker
                   stub=True, trial_id=f"t{i}")
         sched.on_trial_add(None, t)
         trials.append(t)
-    decisions = [sched.on_trial_result(None, t, {"training_iteration": 1, "val_miou": v})
+    decisions = [sched.on_trial_result(None, t, {"training_iteration": 1, "progress": 0.25, "val_miou": v})
                  for t, (_, v, _) in zip(trials, results)]
     # Tune is never asked to kill a trial: the ones ASHA cuts get a stop marker and end themselves.
     assert decisions == [TrialScheduler.CONTINUE] * 4
@@ -140,8 +140,120 @@ def test_asha_never_stops_the_baseline_and_stops_the_others_through_their_marker
     assert make_scheduler(SweepConfig.from_dict({}), 4) is None
 
 
+def _asha_trial(base, tmp_path, kappa, trial_id, **trainer):
+    from ray.tune.experiment import Trial
+
+    d = base
+    if trainer:
+        d = {**base, "trainer": {**base["trainer"], **trainer}}
+    run = run_for_point(d, {"kappa": kappa})
+    return run, Trial("trainable", config={"trial": run.to_dict(), "ctx": {"storage_path": str(tmp_path)}},
+                      stub=True, trial_id=trial_id)
+
+
+def test_asha_never_cuts_a_confirm_phase_run(tmp_path):
+    """Issue 19 item 1: the chosen configuration's fresh seeds train their full schedule (and the
+    confirm phase gets no scheduler at all, see test_only_the_search_phase_gets_a_scheduler)."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from seglab.platform.sweep.search import make_scheduler
+    from seglab.platform.train.hooks import stop_marker
+
+    base, _ = _compose(["trainer.epochs=4"])
+    sched = make_scheduler(SweepConfig.from_dict({"scheduler": "asha", "asha": {"grace_period": 1,
+                                                                                 "reduction_factor": 2}}), 4)
+    good, t_good = _asha_trial(base, tmp_path, 0.25, "g")
+    confirm_run = run_for_point(base, {"kappa": 0.5})
+    confirm_run.phase = "confirm"
+    from ray.tune.experiment import Trial
+
+    t_confirm = Trial("trainable", config={"trial": confirm_run.to_dict(), "ctx": {"storage_path": str(tmp_path)}},
+                      stub=True, trial_id="c")
+    for t in (t_good, t_confirm):
+        sched.on_trial_add(None, t)
+    sched.on_trial_result(None, t_good, {"training_iteration": 1, "progress": 0.25, "val_miou": 0.9})
+    decision = sched.on_trial_result(None, t_confirm, {"training_iteration": 1, "progress": 0.25, "val_miou": 0.1})
+    assert decision == TrialScheduler.CONTINUE
+    assert not stop_marker(str(tmp_path), confirm_run.key()).exists()
+
+
+def test_asha_measures_each_run_in_its_own_schedule(tmp_path):
+    """Issue 19 item 2: with sweep.budget=flops a run the budget gave 8 epochs (the plan: 4) reaches
+    ASHA's max_t only at its own end: at its epoch 4 (progress 0.5) it is not stopped mid-schedule."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from seglab.platform.sweep.search import make_scheduler
+    from seglab.platform.train.hooks import stop_marker
+
+    base, _ = _compose(["trainer.epochs=4"])
+    sched = make_scheduler(SweepConfig.from_dict({"scheduler": "asha", "asha": {"grace_period": 1,
+                                                                                 "reduction_factor": 2}}), 4)
+    long_run, t_long = _asha_trial(base, tmp_path, 0.25, "long", epochs=8)
+    sched.on_trial_add(None, t_long)
+    for epoch in (1, 2, 3, 4):  # the best (only) trial at every rung it reaches
+        decision = sched.on_trial_result(None, t_long, {"training_iteration": epoch, "progress": epoch / 8,
+                                                        "val_miou": 0.5 + 0.01 * epoch})
+        assert decision == TrialScheduler.CONTINUE
+    assert not stop_marker(str(tmp_path), long_run.key()).exists()
+    # a rung is a fraction of the planned schedule: grace 1 epoch of 4 = progress 0.25
+    assert sched._time_attr == "progress" and sched._max_t == 1.0
+
+
+def test_only_the_search_phase_gets_a_scheduler(tmp_path):
+    from seglab.platform import methods
+    from seglab.platform.sweep.phases import SweepState, tune_config
+    from seglab.platform.sweep.search import BaselineProtectingASHA
+
+    base, _ = _compose(["trainer.epochs=4", "sweep.kappa=[0.25,0.5]"])
+    sweep = SweepConfig.from_dict({"scheduler": "asha", "kappa": [0.25, 0.5]})
+    runs = plan_trials(base, sweep)
+    state = SweepState(sweep, base, methods.for_sweep(base, runs), {"storage_path": str(tmp_path)}, tmp_path, 2)
+    assert isinstance(tune_config(state, runs, search=True)[1].scheduler, BaselineProtectingASHA)
+    assert tune_config(state, runs, search=False)[1].scheduler is None  # warm start, from-baseline, confirm
+
+
+def test_one_selection_metric_chooses_everything():
+    """Issue 19 item 14: sweep.metric / sweep.mode reach every run's checkpoint choice, ASHA and Optuna."""
+    from seglab.platform.sweep.search import make_scheduler, make_searcher
+
+    base, _ = _compose(["trainer.epochs=4", "sweep.kappa=[0.25]"])
+    sweep = SweepConfig.from_dict({"metric": "val_trimap_error_w3", "mode": "min", "scheduler": "asha",
+                                   "kappa": [0.25]})
+    runs = plan_trials(base, sweep)
+    assert {(r.trainer.selection_metric, r.trainer.selection_mode) for r in runs} == {("val_trimap_error_w3", "min")}
+    sched = make_scheduler(sweep, 4)
+    assert (sched._metric, sched._mode) == ("val_trimap_error_w3", "min")
+    optuna = make_searcher(SweepConfig.from_dict({"search": "optuna", "metric": "val_f1", "mode": "max",
+                                                  "kappa": {"uniform": [0.1, 1.0]}}), [], lambda p: p)
+    assert (optuna.inner.metric, optuna.inner.mode) == ("val_f1", "max")
+    with pytest.raises(ConfigError, match="sweep.mode must be one of max, min"):
+        SweepConfig.from_dict({"mode": "up"})
+    with pytest.raises(ConfigError, match=r"sweep.metric must be a per-epoch metric of the selection split"):
+        SweepConfig.from_dict({"metric": "test_miou"})
+
+
+def test_the_confirmation_reruns_the_group_with_the_best_selection_score(tmp_path, monkeypatch):
+    """chosen_group reads each run's selection_score (the sweep's metric), the lowest for mode=min."""
+    from seglab.platform import tracking
+    from seglab.platform.sweep.phases import chosen_group
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "art").as_uri())
+    exp = tracking.ensure_experiment("sel", uri)
+    parent = tracking.start_parent_run(exp, "p", {}, uri)
+    c = tracking.client(uri)
+    for group, seed, score, miou in (("A", 0, 0.30, 0.9), ("A", 1, 0.40, 0.9), ("B", 0, 0.10, 0.2), ("B", 1, 0.20, 0.2)):
+        run = tracking.find_or_create_child(exp, parent, f"{group}{seed}", group, {},
+                                            {"seglab.group": group, "seglab.baseline": "false"}, uri)
+        c.log_metric(run, "selection_score", score)
+        c.log_metric(run, "best_val_miou", miou)
+        c.set_terminated(run, "FINISHED")
+    assert chosen_group(parent, uri, "min") == ("B", 2)  # mean 0.15 < 0.35
+    assert chosen_group(parent, uri, "max") == ("A", 2)
+
+
 def test_ablation_table_has_the_papers_columns_and_switches():
-    from seglab.platform import stats
+    from seglab.platform.report import stats
 
     def row(label, baseline=False, **kw):
         r = {"label": label, "baseline": baseline, "test_miou_est": None, "delta_est": None, "tau": None,
@@ -168,7 +280,7 @@ def test_ablation_table_has_the_papers_columns_and_switches():
 
 # ------------------------------------------------------------------ issue 14: seeds, budgets, splits
 def test_seeds_are_paired_across_runs_and_labelled():
-    from seglab.platform.plan import with_seeds
+    from seglab.platform.sweep.plan import with_seeds
 
     base, sweep = _compose(["sweep.kappa=[0.25,0.5]", "trainer.seed=7"])
     runs = plan_trials(base, sweep)
@@ -187,7 +299,7 @@ def test_seeds_are_paired_across_runs_and_labelled():
 
 
 def test_flops_budget_scales_epochs_by_the_gflops_ratio_and_time_sets_the_limit():
-    from seglab.platform.plan import apply_budget
+    from seglab.platform.sweep.plan import apply_budget
 
     base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.epochs=20", "sweep.budget=flops"])
     runs = plan_trials(base, sweep)  # baseline, then OVeNet
@@ -215,7 +327,7 @@ def test_honest_sweep_keys_are_validated(override, message):
 
 
 def test_warm_start_run_and_starting_from_it():
-    from seglab.platform.plan import start_from, warm_start_run
+    from seglab.platform.sweep.plan import start_from, warm_start_run
 
     base, sweep = _compose(["sweep.kappa=[0.25]", "sweep.warm_start_epochs=3"])
     warm = warm_start_run(base, sweep)

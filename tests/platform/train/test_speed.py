@@ -1,4 +1,4 @@
-"""The training loop's speed switches on CPU (seglab/platform/speed.py): autocast in bf16 and fp16
+"""The training loop's speed switches on CPU (seglab/platform/train/speed.py): autocast in bf16 and fp16
 (with its GradScaler) trains with finite, decreasing loss; torch.compile and channels_last give the
 eager, NCHW outputs; checkpoints of a compiled model have the plain state-dict keys."""
 import pytest
@@ -8,7 +8,7 @@ from torch import nn
 from seglab.losses import build_loss
 from seglab.models import build_model
 from seglab.platform import checkpoint as ckpt
-from seglab.platform import speed
+from seglab.platform.train import speed
 from seglab.platform.config import TrainerConfig
 from seglab.errors import ConfigError
 

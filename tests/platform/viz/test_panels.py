@@ -12,8 +12,9 @@ from matplotlib import colormaps
 
 from seglab.datasets.labels import colorize
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
-from seglab.platform import viz
-from seglab.platform.flowcolor import confidence_to_color, flow_to_color, flow_wheel
+from seglab.platform.methods import ovenet_panel as ovenet
+from seglab.platform.viz import panels as viz
+from seglab.platform.viz.flowcolor import confidence_to_color, flow_to_color, flow_wheel
 
 PALETTE = [(10, 20, 30), (200, 0, 0), (0, 200, 0), (0, 0, 200)]
 
@@ -111,9 +112,9 @@ def test_fix_break_map_hand_made():
     # (2,0) fixed; (2,1) both right; (2,2) both wrong
     K, G, R, D, Wh = (0, 0, 0), (0, 255, 0), (255, 0, 0), (64, 64, 64), (255, 255, 255)
     expected = np.array([[K, G, R], [D, R, Wh], [G, K, D]], dtype=np.uint8)
-    np.testing.assert_array_equal(viz.fix_break_map(s_i, s_f, target), expected)
+    np.testing.assert_array_equal(ovenet.fix_break_map(s_i, s_f, target), expected)
     with pytest.raises(ValueError):
-        viz.fix_break_map(s_i, s_f, target[:2])
+        ovenet.fix_break_map(s_i, s_f, target[:2])
 
 
 def test_denormalize_hand_values_and_round_trip():
@@ -143,7 +144,7 @@ def _panel_inputs(H=16, W=32, C=4):
 def test_panel_layout_and_tiles():
     H, W = 16, 32
     image, target, li, ls, lf, offsets, confidence = _panel_inputs(H, W)
-    out = viz.ovenet_panel(image, target, li, ls, lf, offsets, confidence, PALETTE)
+    out = ovenet.ovenet_panel(image, target, li, ls, lf, offsets, confidence, PALETTE)
     T = viz.TITLE_HEIGHT
     assert out.shape == (2 * (T + H), 4 * W, 3) and out.dtype == np.uint8
 
@@ -163,7 +164,7 @@ def test_panel_layout_and_tiles():
     hue = math.degrees(math.atan2(-1.5, 3.1)) % 360
     assert (tile(1, 1) == np.array(_ref_hsv(hue, 1.0), dtype=np.uint8)).all()
     assert (tile(1, 2) == np.array((253, 231, 37), dtype=np.uint8)).all()  # confidence 1
-    np.testing.assert_array_equal(tile(1, 3), viz.fix_break_map(up[0], up[2], target))
+    np.testing.assert_array_equal(tile(1, 3), ovenet.fix_break_map(up[0], up[2], target))
     strip = out[:T, :W]
     assert (strip == np.array((32, 32, 32), dtype=np.uint8)).all(axis=-1).mean() < 1.0  # has text
 
@@ -174,7 +175,7 @@ def test_panel_bilinear_against_torch_and_wheel_inset():
     image, target, li, ls, lf, _, _ = _panel_inputs(H, W)
     offsets = rng.uniform(-0.3, 0.3, size=(1, 2, 16, 16)).astype(np.float32)
     conf = rng.uniform(size=(1, 1, 16, 16)).astype(np.float32)
-    out = viz.ovenet_panel(torch.from_numpy(image)[None], target, li, ls, lf, torch.from_numpy(offsets),
+    out = ovenet.ovenet_panel(torch.from_numpy(image)[None], target, li, ls, lf, torch.from_numpy(offsets),
                            torch.from_numpy(conf), PALETTE)
     rows, cols = viz.panel_tile(1, 1, (H, W))
     off_tile = out[rows, cols].astype(int)
@@ -197,7 +198,7 @@ def test_panel_missing_maps_legend_and_errors():
     lf = np.zeros_like(lf)
     lf[1] = 1.0  # S_f predicts class 1 everywhere
     names = ["a", "b", "c", "d"]
-    out = viz.ovenet_panel(image, target, None, None, lf, None, None, PALETTE, class_names=names)
+    out = ovenet.ovenet_panel(image, target, None, None, lf, None, None, PALETTE, class_names=names)
     T, L = viz.TITLE_HEIGHT, viz.LEGEND_HEIGHT
     assert out.shape == (2 * (T + H) + L, 4 * W, 3)
     for r, c in ((0, 2), (0, 3), (1, 1), (1, 2), (1, 3)):
@@ -207,9 +208,9 @@ def test_panel_missing_maps_legend_and_errors():
     has = [(legend == np.array(p, dtype=np.uint8)).all(axis=-1).any() for p in PALETTE]
     assert has == [False, True, False, False]
     with pytest.raises(ValueError):
-        viz.ovenet_panel(image, target[:8], li, ls, lf, offsets, confidence, PALETTE)
+        ovenet.ovenet_panel(image, target[:8], li, ls, lf, offsets, confidence, PALETTE)
     with pytest.raises(ValueError):
-        viz.ovenet_panel(image, target, li[:, :2], ls, lf, offsets, confidence, PALETTE)
+        ovenet.ovenet_panel(image, target, li[:, :2], ls, lf, offsets, confidence, PALETTE)
 
 
 # ---------------------------------------------------------------- io, scalars, sampling
@@ -235,11 +236,11 @@ def test_offset_diagnostics_hand_computed():
     li = np.zeros((2, 3, 1, 2))
     lf = np.zeros((2, 3, 1, 2))
     li[:, 0], lf[0, 0, 0, 0], lf[0, 2, 0, 1], lf[1, 0] = 1, 1, 2, 1  # S_i all class 0; one pixel changes
-    d = viz.offset_diagnostics(torch.from_numpy(offsets), conf, li, lf, image_size=(5, 9))
+    d = ovenet.offset_diagnostics(torch.from_numpy(offsets), conf, li, lf, image_size=(5, 9))
     assert d == pytest.approx({"mean_offset_px": 11 / 4, "max_offset_px": 5.0,
                                "mean_confidence": 0.45, "frac_changed": 0.25})
     assert all(isinstance(v, float) for v in d.values())
-    single = viz.offset_diagnostics(offsets[1], None, None, None, image_size=(5, 9))
+    single = ovenet.offset_diagnostics(offsets[1], None, None, None, image_size=(5, 9))
     assert single == pytest.approx({"mean_offset_px": 2.5, "max_offset_px": 5.0})
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from seglab.platform import stats
+from seglab.platform.report import stats
 
 T_975_DF2 = 4.302652729749464  # t-table: 97.5 % quantile with 2 degrees of freedom
 

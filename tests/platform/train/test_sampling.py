@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from seglab.datasets.synthetic import SyntheticStreetDataset
 from seglab.datasets.transforms import augmentation_seed
-from seglab.platform.train_loop import SeededSampler
+from seglab.platform.train.sampler import SeededSampler
 
 
 def _dataset():

@@ -2,8 +2,9 @@ import pytest
 
 from seglab.errors import ConfigError
 from seglab.platform.config import RunConfig, TrainerConfig, flatten, set_dotted
-from seglab.platform.sweep import SweepConfig, plan_resources, plan_trials
-from seglab.platform.train_loop import poly_lr
+from seglab.platform.cluster.resources import plan_resources
+from seglab.platform.sweep import SweepConfig, plan_trials
+from seglab.platform.train.schedule import poly_lr
 
 BASE = {
     "model": {"name": "ovenet_hrnet_w18_small_v1", "tau": 0.5, "pretrained": None},
@@ -130,7 +131,7 @@ def test_plan_models_one_trial_per_model_first_is_reference():
 def test_loader_workers_auto_decodes_files_in_worker_processes_on_gpu(tmp_path):
     from seglab.datasets import build_dataset
     from seglab.datasets.fixtures.cityscapes import write_cityscapes
-    from seglab.platform.train_loop import resolve_loader_workers
+    from seglab.platform.train.sampler import resolve_loader_workers
 
     write_cityscapes(tmp_path, splits={"train": 1}, size=(32, 64))
     files = build_dataset("cityscapes", split="train", root=str(tmp_path), crop_size=[32, 64])

@@ -11,11 +11,11 @@ from seglab.errors import ConfigError
 from seglab.platform import methods
 from seglab.platform.config import RunConfig
 from seglab.platform.evaluation import EvalBatch, EvalContext, PredictionEvaluator, SegmentationEvaluator, evaluate
-from seglab.platform.plan import SweepConfig, plan_trials, run_for_point
+from seglab.platform.sweep.plan import SweepConfig, plan_trials, run_for_point
 
-from .test_platform_plan import _compose
+from tests.platform.sweep.test_plan import _compose
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _run(model="hrnet_w18_small_v1", loss="ce", **loss_kw):
