@@ -445,8 +445,9 @@ def format_table(rows: List[Dict[str, Any]], metric: str = "val_miou") -> str:
     legend = [
         f"* = baseline; sel = the configuration chosen on the selection split (best mean sel. val). test mIoU = "
         f"report-split mIoU of the checkpoint chosen on the selection split (best {metric}); final mIoU = report "
-        f"split, last epoch; both in points (x100), mean ± half-width of the 95 % t-interval over seeds (n=1: no "
-        f"interval). Δ vs base = paired difference to the baseline over the seeds both have, points. sel. val = "
+        f"split, last epoch; both in points (x100), mean ± half-width of the 95 % t-interval over seeds (n=1, or "
+        f"the same value on every seed: no interval). Δ vs base = paired difference to the baseline over the seeds "
+        f"both have, points. sel. val = "
         f"best val mIoU on the selection split: what selection used, not a result.",
         f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size; {unit} = training compute "
         f"spent (3 x forward x training images, powers of 2^10 of those GFLOPs); wall, GPU columns: mean per run.",

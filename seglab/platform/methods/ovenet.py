@@ -155,7 +155,8 @@ def format_ablation_table(rows: List[Dict[str, Any]]) -> str:
             "-" if delta is None else delta.format(scale=100, signed=True), str(r.get("seeds", "-")),
         ])
     return markdown_table(header, body, "mIoU = report-split mIoU of S_f at the checkpoint chosen on the selection "
-                                        "split (x100, mean ± 95 % t-interval over seeds); S_i / S_s = the initial "
+                                        "split (x100, mean ± 95 % t-interval over seeds; none for one seed or no "
+                                        "variation across seeds); S_i / S_s = the initial "
                                         "and seed heads of that same checkpoint (mean over seeds); Δ vs base = "
                                         "paired difference over shared seeds (points); Fr = body and first head "
                                         "frozen at the baseline's trained weights.")
