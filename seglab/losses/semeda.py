@@ -115,7 +115,8 @@ def _class_weights_buffer(module: nn.Module, class_weights: ClassWeights) -> Non
     module.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
 
 
-def _ce_part(module: nn.Module, output: "SegOutput", logits: Tensor, target: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+def _ce_part(module: nn.Module, output: "SegOutput", logits: Tensor,
+             target: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The CE part of the SEMEDA / Sobel losses, as ``CrossEntropyLoss`` (``loss=ce``) computes it:
     ``main_weight * CE(logits)`` plus, when ``output`` has ``aux_logits``, ``aux_weight *
     CE(aux_logits)``.

@@ -95,8 +95,8 @@ class EMeasure:
 
     Aggregation (spec A4 [proposal]): the per-class score is the mean of E over the images where c
     appears in the label or the prediction (non-ignored pixels); ``mean`` averages the classes
-    (of :meth:`compute`'s ``classes``, default all) that have at least one such image. Images with fewer than 2 non-ignored pixels are skipped
-    (``N - 1 + eps`` would be ~eps).
+    (of :meth:`compute`'s ``classes``, default all) that have at least one such image. Images with
+    fewer than 2 non-ignored pixels are skipped (``N - 1 + eps`` would be ~eps).
 
     Args:
         num_classes: C.
