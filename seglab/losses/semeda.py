@@ -9,6 +9,12 @@ network g, pre-trained in stage 1 (:mod:`seglab.losses.edgenet`, whose names are
 here), stays frozen (:class:`SemedaLoss`). :class:`SobelLoss` is the paper's baseline that replaces
 g by fixed Sobel kernels (S:242, S:248).
 
+The CE part is the PPCE baseline's loss (``loss=ce``, :class:`~seglab.losses.ce.CrossEntropyLoss`)
+term for term: on models with ``aux_logits`` (HRNet-OCR) it is ``main_weight * CE(logits) +
+aux_weight * CE(aux_logits)`` (defaults 1.0 / 0.4, the HRNet-OCR weighting), so that a method row
+and its baseline differ by the edge term only; the edge term reads the main logits alone, as the
+paper defines it on the segmentation output S_hat.
+
 Only torch / numpy are imported here (no ray, mlflow, hydra or omegaconf): everything is usable
 from a notebook with plain arguments.
 """
@@ -26,8 +32,8 @@ from torch import Tensor, nn
 
 from seglab.errors import ConfigError, check
 from seglab.losses import LossOutput, register_loss
-from seglab.losses.ce import (ClassWeights, check_class_weights, check_ignore_index, check_target,
-                              pixel_cross_entropy, prepare_logits)
+from seglab.losses.ce import (ClassWeights, check_class_weights, check_ignore_index, check_loss_weight,
+                              check_target, pixel_cross_entropy, prepare_logits)
 from seglab.losses.edgenet import (EDGE_NET_FORMAT, EDGE_NET_KEY, EMBEDDINGS, SemedaEdgeNet, edge_f1,
                                    edge_net_hash, edge_targets, load_edge_net, one_hot_masks, pretrain_edge_net,
                                    save_edge_net)
@@ -109,6 +115,35 @@ def _class_weights_buffer(module: nn.Module, class_weights: ClassWeights) -> Non
     module.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
 
 
+def _ce_part(module: nn.Module, output: "SegOutput", logits: Tensor,
+             target: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """The CE part of the SEMEDA / Sobel losses, as ``CrossEntropyLoss`` (``loss=ce``) computes it:
+    ``main_weight * CE(logits)`` plus, when ``output`` has ``aux_logits``, ``aux_weight *
+    CE(aux_logits)``.
+
+    ``logits`` are the main logits already prepared at label size (:func:`_prepared_maps`), ``target``
+    the checked labels; ``module`` holds ``ignore_index``, ``class_weights``, ``main_weight``,
+    ``aux_weight``. Returns ``(weighted sum, {"ce": CE(logits)[, "loss_aux": CE(aux_logits)]})`` (terms
+    unweighted and detached).
+    """
+    ce = pixel_cross_entropy(logits, target, module.ignore_index, check_labels=False,
+                             class_weights=module.class_weights)
+    aux_logits = getattr(output, "aux_logits", None)
+    if aux_logits is None:
+        return (ce if module.main_weight == 1.0 else module.main_weight * ce), {"ce": ce.detach()}
+    if aux_logits.shape[1] != logits.shape[1]:
+        raise ValueError(f"aux_logits have {aux_logits.shape[1]} classes but logits have {logits.shape[1]}")
+    aux = pixel_cross_entropy(aux_logits, target, module.ignore_index, check_labels=False,
+                              class_weights=module.class_weights)
+    return module.main_weight * ce + module.aux_weight * aux, {"ce": ce.detach(), "loss_aux": aux.detach()}
+
+
+def _aux_weights(module: nn.Module, aux_weight: float, main_weight: float) -> None:
+    """Checked ``aux_weight`` / ``main_weight`` (``loss=ce``'s options and defaults) onto ``module``."""
+    module.aux_weight = check_loss_weight("aux_weight", aux_weight, 0.4)
+    module.main_weight = check_loss_weight("main_weight", main_weight, 1.0)
+
+
 # ============================================================================ the semeda loss
 EdgeNetSpec = Union[str, "os.PathLike[str]", nn.Module, Mapping[str, Any]]
 
@@ -122,7 +157,13 @@ class SemedaLoss(nn.Module):
     label size; ``S*`` = one-hot labels. Void pixels are all-zero in both before g, and excluded
     from the L1 sums [proposal, spec A2]. The CE is :func:`~seglab.losses.ce.pixel_cross_entropy`
     (mean over non-void pixels, optional ``class_weights``). Gradients flow through g into S_hat;
-    the S* branch runs under ``no_grad``. Works with any model (reads ``output.logits`` only).
+    the S* branch runs under ``no_grad``. Works with any model.
+
+    On a model with ``aux_logits`` (HRNet-OCR) the CE part is that of the PPCE baseline (``loss=ce``):
+    ``CE = main_weight * CE(logits) + aux_weight * CE(aux_logits)``, so that SEMEDA and its baseline
+    differ by the edge terms only (and the auxiliary head is trained under both). The edge terms
+    stay on ``output.logits`` alone: the paper defines them on the segmentation output S_hat and
+    has no auxiliary head.
 
     Args:
         edge_net: the frozen g: a path to a file from :func:`save_edge_net`, an ``nn.Module``
@@ -141,9 +182,13 @@ class SemedaLoss(nn.Module):
         ignore_index: void label id.
         class_weights: ``None``, a preset name or one weight per class (CE part only).
         embedding: ``"post_relu"`` (default) or ``"pre_relu"`` psi_1 / psi_2 [proposal, spec A1].
+        aux_weight, main_weight: weights of CE(aux_logits) and CE(logits) in the CE part, as
+            ``loss=ce`` (defaults 0.4, 1.0; ``aux_weight`` is used only when the output has
+            ``aux_logits``). The lambdas weight the edge terms whatever ``main_weight`` is.
 
-    Terms (detached): ``loss`` (total), ``ce``, ``edge_l1``, ``edge_l2``, ``edge_l3`` (the unweighted
-    L_l; a level whose lambda is 0 is computed under ``no_grad`` for logging only).
+    Terms (detached): ``loss`` (total), ``ce`` (the unweighted CE(logits)), ``edge_l1``, ``edge_l2``,
+    ``edge_l3`` (the unweighted L_l; a level whose lambda is 0 is computed under ``no_grad`` for
+    logging only) and, with ``aux_logits``, ``loss_aux`` (the unweighted CE(aux_logits)).
 
     Device: g is a registered submodule (``self.edge_net``) so ``loss.to(device)`` moves it; if the
     logits arrive on another device g is moved there on first use.
@@ -160,8 +205,11 @@ class SemedaLoss(nn.Module):
         ignore_index: int = 255,
         class_weights: ClassWeights = None,
         embedding: str = "post_relu",
+        aux_weight: float = 0.4,
+        main_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        _aux_weights(self, aux_weight, main_weight)
         self.lambdas = (_check_weight("lambda1", lambda1, 4.0), _check_weight("lambda2", lambda2, 2.0),
                         _check_weight("lambda3", lambda3, 0.0))
         self.reduction = _check_reduction(reduction)
@@ -244,9 +292,7 @@ class SemedaLoss(nn.Module):
             raise ConfigError(f"{EDGE_NET_KEY} {self.edge_net_source} was trained for {trained_for} classes but the "
                               f"model predicts {logits.shape[1]}; pre-train an edge net for this data set")
         _follow(self.edge_net, logits.device)
-        ce = pixel_cross_entropy(logits, target, self.ignore_index, check_labels=False, class_weights=self.class_weights)
-        total = ce
-        terms: Dict[str, Tensor] = {"ce": ce.detach()}
+        total, terms = _ce_part(self, output, logits, target)
         grad = torch.is_grad_enabled()
         # g and the L1 run in the logits' float32/64 even under autocast: the psi differences are small
         # next to the psi themselves, and bf16 keeps ~3 significant digits.
@@ -266,7 +312,8 @@ class SemedaLoss(nn.Module):
     def extra_repr(self) -> str:
         l1, l2, l3 = self.lambdas
         return (f"edge_net={self.edge_net_source}, lambda1={l1}, lambda2={l2}, lambda3={l3}, reduction={self.reduction}, "
-                f"num_classes={self.num_classes}, ignore_index={self.ignore_index}, embedding={self.embedding}")
+                f"num_classes={self.num_classes}, ignore_index={self.ignore_index}, embedding={self.embedding}, "
+                f"aux_weight={self.aux_weight}, main_weight={self.main_weight}")
 
 
 def _module_device(module: nn.Module) -> Optional[torch.device]:
@@ -317,7 +364,9 @@ class SobelLoss(nn.Module):
     Sobel kernels G_x = [[-1,0,1],[-2,0,2],[-1,0,1]] and G_y = G_x^T applied to each class channel
     separately (depthwise; :func:`sobel_responses`, replicate padding) [proposal, spec A1]. Input
     preparation, void handling and reduction as :class:`SemedaLoss`: logits upsampled to the label
-    size, softmax, void pixels all-zero in S_hat and S*, void pixels excluded from the L1.
+    size, softmax, void pixels all-zero in S_hat and S*, void pixels excluded from the L1. The CE
+    part is that of ``loss=ce`` (``main_weight * CE(logits) + aux_weight * CE(aux_logits)`` on models
+    with ``aux_logits``); the Sobel term reads ``output.logits`` alone.
 
     Args:
         lambda1: weight of the Sobel term (>= 0; Table 1 grid 0.5 ... 4).
@@ -326,13 +375,17 @@ class SobelLoss(nn.Module):
         reduction: ``"mean"`` (sum / (channels * non-void pixels)) or ``"sum"``.
         ignore_index: void label id.
         class_weights: ``None``, a preset name or one weight per class (CE part only).
+        aux_weight, main_weight: as :class:`SemedaLoss` (``loss=ce``'s 0.4 / 1.0).
 
-    Terms (detached): ``loss``, ``ce``, ``sobel`` (the unweighted L1 term).
+    Terms (detached): ``loss``, ``ce``, ``sobel`` (the unweighted L1 term) and, with ``aux_logits``,
+    ``loss_aux``.
     """
 
     def __init__(self, lambda1: float = 1.0, mode: str = "components", reduction: str = "mean",
-                 ignore_index: int = 255, class_weights: ClassWeights = None) -> None:
+                 ignore_index: int = 255, class_weights: ClassWeights = None, aux_weight: float = 0.4,
+                 main_weight: float = 1.0) -> None:
         super().__init__()
+        _aux_weights(self, aux_weight, main_weight)
         self.lambda1 = _check_weight("lambda1", lambda1, 1.0)
         check(mode in SOBEL_MODES, f"loss.mode must be one of {', '.join(SOBEL_MODES)} (got {mode!r})")
         self.mode = mode
@@ -342,14 +395,14 @@ class SobelLoss(nn.Module):
 
     def forward(self, output: "SegOutput", target: Tensor) -> LossOutput:
         logits, target, valid, probs = _prepared_maps(output, target, self.ignore_index)
-        ce = pixel_cross_entropy(logits, target, self.ignore_index, check_labels=False, class_weights=self.class_weights)
+        ce, terms = _ce_part(self, output, logits, target)
         gt = one_hot_masks(target, logits.shape[1], self.ignore_index, dtype=logits.dtype)
         grad = self.lambda1 > 0 and torch.is_grad_enabled()
         with torch.autocast(device_type=logits.device.type, enabled=False), torch.set_grad_enabled(grad):
             value = masked_l1(sobel_responses(probs, self.mode), sobel_responses(gt, self.mode), valid, self.reduction)
         total = ce + self.lambda1 * value if self.lambda1 > 0 else ce
-        return LossOutput(total=total, terms={"loss": total.detach(), "ce": ce.detach(), "sobel": value.detach()})
+        return LossOutput(total=total, terms={"loss": total.detach(), **terms, "sobel": value.detach()})
 
     def extra_repr(self) -> str:
         return (f"lambda1={self.lambda1}, mode={self.mode}, reduction={self.reduction}, "
-                f"ignore_index={self.ignore_index}")
+                f"ignore_index={self.ignore_index}, aux_weight={self.aux_weight}, main_weight={self.main_weight}")

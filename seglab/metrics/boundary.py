@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seglab.metrics.confusion import ConfusionMatrix
+from seglab.metrics.confusion import ConfusionMatrix, class_subset
 from seglab.metrics.scores import all_reduce_sum, prepare_batch
 
 __all__ = ["semantic_edges", "band", "Trimap", "DEFAULT_WIDTHS"]
@@ -154,20 +154,30 @@ class Trimap:
         initialised. Every rank must call it."""
         all_reduce_sum(self.counts)
 
-    def compute(self) -> Dict[int, Dict[str, object]]:
+    def compute(self, classes: Optional[Sequence[int]] = None) -> Dict[int, Dict[str, object]]:
         """``{w: scores}`` per width. Each ``scores`` holds, for ``s`` in ``boundary`` /
         ``nonboundary``: ``{s}_miou``, ``{s}_pixel_acc`` (floats), ``{s}_per_class_iou`` (C floats)
         and ``{s}_pixels`` (int), all with ``ConfusionMatrix.compute``'s conventions (a class absent
         from label and prediction in that subset is NaN and left out of the mean; NaN when the
-        subset is empty), plus ``boundary_pixel_error`` = 1 - correct / valid inside the band."""
-        return {w: self._scores(i) for i, w in enumerate(self.widths)}
+        subset is empty), plus ``boundary_pixel_error`` = 1 - correct / valid inside the band.
 
-    def _scores(self, i: int) -> Dict[str, object]:
+        Args:
+            classes: class ids the two mIoUs average over (a data set's reported classes, e.g.
+                without its background); None = all C. The per-class lists, pixel accuracies,
+                pixel counts and the pixel error do not depend on it.
+
+        Raises:
+            ValueError: ``classes`` is empty, repeats an id, or holds an id outside ``[0, C)``.
+        """
+        class_subset(classes, self.num_classes)  # fail before any work, with ConfusionMatrix's message
+        return {w: self._scores(i, classes) for i, w in enumerate(self.widths)}
+
+    def _scores(self, i: int, classes: Optional[Sequence[int]]) -> Dict[str, object]:
         out: Dict[str, object] = {}
         for j, subset in enumerate(("boundary", "nonboundary")):
             cm = ConfusionMatrix(self.num_classes, self.ignore_index)
             cm.matrix.copy_(self.counts[i, j])
-            scores = cm.compute()
+            scores = cm.compute(classes=classes)
             out[f"{subset}_miou"] = scores["miou"]
             out[f"{subset}_pixel_acc"] = scores["pixel_acc"]
             out[f"{subset}_per_class_iou"] = scores["per_class_iou"]

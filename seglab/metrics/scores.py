@@ -95,8 +95,8 @@ class EMeasure:
 
     Aggregation (spec A4 [proposal]): the per-class score is the mean of E over the images where c
     appears in the label or the prediction (non-ignored pixels); ``mean`` averages the classes
-    that have at least one such image. Images with fewer than 2 non-ignored pixels are skipped
-    (``N - 1 + eps`` would be ~eps).
+    (of :meth:`compute`'s ``classes``, default all) that have at least one such image. Images with
+    fewer than 2 non-ignored pixels are skipped (``N - 1 + eps`` would be ~eps).
 
     Args:
         num_classes: C.
@@ -139,13 +139,23 @@ class EMeasure:
         a no-op when not initialised. Every rank must call it."""
         all_reduce_sum(self.score_sum, self.image_count)
 
-    def compute(self) -> Dict[str, Union[float, List[float], List[int]]]:
-        """``per_class`` (C floats, NaN for a class seen in no image), ``mean`` (over the other
-        classes; NaN if none) and ``image_count`` (C ints: images that scored each class)."""
+    def compute(self, classes: Optional[Sequence[int]] = None) -> Dict[str, Union[float, List[float], List[int]]]:
+        """``per_class`` (C floats, NaN for a class seen in no image), ``mean`` (over ``classes``
+        except those NaN ones; NaN if none is left) and ``image_count`` (C ints: images that scored
+        each class).
+
+        Args:
+            classes: class ids ``mean`` averages over (a data set's reported classes, e.g. without
+                its background); None = all C. ``per_class`` and ``image_count`` do not depend on it.
+
+        Raises:
+            ValueError: ``classes`` is empty, repeats an id, or holds an id outside ``[0, C)``.
+        """
+        keep = class_subset(classes, self.num_classes)
         total = self.score_sum.detach().cpu()
         count = self.image_count.detach().cpu()
         per_class = torch.where(count > 0, total / count.clamp_min(1), torch.tensor(math.nan, dtype=torch.float64))
-        return {"per_class": per_class.tolist(), "mean": float(torch.nanmean(per_class)),
+        return {"per_class": per_class.tolist(), "mean": float(torch.nanmean(per_class[keep])),
                 "image_count": count.tolist()}
 
 

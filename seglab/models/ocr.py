@@ -5,7 +5,8 @@ Registered names: ``hrnet_<width>_ocr`` for every width of
 ``hrnet_w18_small_v2_ocr``, ``hrnet_w18_ocr``, ``hrnet_w32_ocr``, ``hrnet_w48_ocr``).
 
 ``forward(images) -> SegOutput(logits=ocr_logits, aux_logits=soft_object_region_logits)``; train
-with ``loss=ce`` or ``loss=ohem`` (they add ``aux_weight * L(aux_logits)``, official 0.4).
+with ``loss=ce`` or ``loss=ohem`` (they add ``aux_weight * L(aux_logits)``, official 0.4); ``loss=semeda`` and
+``loss=sobel`` add the same ``aux_weight * CE(aux_logits)`` to their CE part.
 """
 from __future__ import annotations
 

@@ -323,6 +323,116 @@ def test_zero_lambdas_give_exactly_ce_and_still_report_terms():
     assert float(with_l3.terms["loss"]) == pytest.approx(float(without.terms["loss"]) + 2.0 * float(without.terms["edge_l3"]), rel=1e-6)
 
 
+class TinyAuxSegNet(nn.Module):
+    """Logits at stride 2 from ``main``, plus ``aux_logits`` from a head of its own (``aux``), as an
+    auxiliary head that nothing but the loss reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.main = nn.Conv2d(3, C, 3, stride=2, padding=1)
+        self.aux = nn.Conv2d(3, C, 3, stride=2, padding=1)
+
+    def forward(self, images):
+        return SegOutput(logits=self.main(images), aux_logits=self.aux(images), output_stride=2)
+
+
+def _ce64(logits64, labels):
+    """float64 CE of the float64 reference (the SEMEDA reference with every lambda 0)."""
+    return reference_semeda(logits64, labels, g_weights64(strong_edge_net()), (0, 0, 0))[0]
+
+
+@pytest.mark.parametrize("name", ["semeda", "sobel"])
+def test_aux_logits_get_the_ce_baselines_auxiliary_term(name):
+    # the PPCE baseline (loss=ce) trains OCR models with 1.0 x CE(logits) + 0.4 x CE(aux_logits); the
+    # method's loss must add the same auxiliary term, so that with its edge weights at 0 it *is* CE
+    torch.manual_seed(21)
+    model = TinyAuxSegNet()
+    images = torch.randn(2, 3, 10, 12)
+    labels = labels_with_void(21)
+    zero = {"edge_net": strong_edge_net(21), "lambda1": 0, "lambda2": 0, "lambda3": 0} if name == "semeda" \
+        else {"lambda1": 0}
+    out = build_loss(name, **zero)(model(images), labels)
+    out.total.backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused, f"parameters without a gradient (DDP: unused parameters): {unused}"
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    # independent float64 recomputation: 1.0 * CE(main) + 0.4 * CE(aux)
+    params64 = {n: p.detach().double().requires_grad_(True) for n, p in model.named_parameters()}
+    main64 = F.conv2d(images.double(), params64["main.weight"], params64["main.bias"], stride=2, padding=1)
+    aux64 = F.conv2d(images.double(), params64["aux.weight"], params64["aux.bias"], stride=2, padding=1)
+    ce_main, ce_aux = _ce64(main64, labels), _ce64(aux64, labels)
+    ref_total = 1.0 * ce_main + 0.4 * ce_aux
+    ref_grads = torch.autograd.grad(ref_total, list(params64.values()))
+    ref_total, ce_main, ce_aux = (float(v.detach()) for v in (ref_total, ce_main, ce_aux))
+    assert float(out.total.detach()) == pytest.approx(ref_total, rel=1e-6)
+    assert float(out.terms["loss"]) == pytest.approx(ref_total, rel=1e-6)
+    assert float(out.terms["ce"]) == pytest.approx(ce_main, rel=1e-6)
+    assert float(out.terms["loss_aux"]) == pytest.approx(ce_aux, rel=1e-6)
+    for (n, g), ref in zip(grads.items(), ref_grads):
+        assert g.abs().max() > 0, n  # the aux head is trained, as under loss=ce
+        torch.testing.assert_close(g.double(), ref, rtol=1e-5, atol=1e-8, msg=n)
+
+    # and the whole thing equals the CE loss the baseline trains with, term for term
+    model.zero_grad()
+    ce_out = build_loss("ce")(model(images), labels)
+    assert torch.equal(out.total, ce_out.total) and torch.equal(out.terms["loss_aux"], ce_out.terms["loss_aux"])
+
+
+@pytest.mark.parametrize("name", ["semeda", "sobel"])
+def test_on_hrnet_ocr_zero_edge_weights_train_exactly_as_the_ce_baseline(name):
+    from seglab.models import build_model
+
+    torch.manual_seed(23)
+    model = build_model("hrnet_w18_small_v1_ocr", C, ocr_mid_channels=16, ocr_key_channels=8, ocr_dropout=0.0)
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.randint(0, C, (2, 32, 32))
+    out = model(images)
+    assert out.aux_logits is not None
+    zero = {"edge_net": strong_edge_net(23), "lambda1": 0, "lambda2": 0, "lambda3": 0} if name == "semeda" \
+        else {"lambda1": 0}
+    params = [p for p in model.parameters() if p.requires_grad]
+    method = build_loss(name, **zero)(out, labels)
+    baseline = build_loss("ce")(out, labels)
+    assert torch.equal(method.total, baseline.total)
+    g_method = torch.autograd.grad(method.total, params, retain_graph=True)
+    g_base = torch.autograd.grad(baseline.total, params)
+    for n, a, b in zip([n for n, p in model.named_parameters() if p.requires_grad], g_method, g_base):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9, msg=n)
+
+
+def test_aux_weights_are_options_and_the_edge_term_stays_on_the_main_logits():
+    torch.manual_seed(22)
+    logits = torch.randn(2, C, 5, 6)
+    aux = torch.randn(2, C, 5, 6, requires_grad=True)
+    labels = labels_with_void(22)
+    weights = {"main_weight": 0.7, "aux_weight": 0.2}
+    lambdas = (4.0, 2.0, 1.0)
+    net = strong_edge_net(22)
+    loss = SemedaLoss(edge_net=net, lambda1=lambdas[0], lambda2=lambdas[1], lambda3=lambdas[2], **weights)
+    out = loss(SegOutput(logits=logits, aux_logits=aux), labels)
+    ref_total, ref_terms = reference_semeda(logits.double(), labels, g_weights64(net), lambdas)
+    edge = float(ref_total - ref_terms["ce"])  # the edge terms of the main logits alone
+    ce_aux = float(_ce64(aux.detach().double(), labels))
+    assert float(out.total.detach()) == pytest.approx(0.7 * float(ref_terms["ce"]) + 0.2 * ce_aux + edge, rel=1e-5)
+    # d total / d aux = 0.2 x d CE(aux) / d aux: no edge term on the aux logits
+    out.total.backward()
+    aux64 = aux.detach().double().requires_grad_(True)
+    torch.testing.assert_close(aux.grad.double(), 0.2 * torch.autograd.grad(_ce64(aux64, labels), aux64)[0],
+                               rtol=1e-5, atol=1e-9)
+    sobel = SobelLoss(lambda1=0, **weights)(SegOutput(logits=logits, aux_logits=aux), labels)
+    assert float(sobel.total.detach()) == pytest.approx(0.7 * float(ref_terms["ce"]) + 0.2 * ce_aux, rel=1e-5)
+    # without aux_logits: main_weight x CE (+ edge terms), no loss_aux
+    plain = SemedaLoss(edge_net=net, lambda1=0, lambda2=0, lambda3=0, main_weight=0.5)(SegOutput(logits=logits),
+                                                                                      labels)
+    assert "loss_aux" not in plain.terms and float(plain.total) == pytest.approx(0.5 * float(ref_terms["ce"]),
+                                                                                 rel=1e-6)
+    with pytest.raises(ValueError, match="aux_logits have 3 classes but logits have 4"):
+        loss(SegOutput(logits=logits, aux_logits=aux[:, :3]), labels)
+    one_line(ConfigError, lambda: build_loss("semeda", aux_weight=-1), r"^loss\.aux_weight must be a finite number")
+    one_line(ConfigError, lambda: build_loss("sobel", main_weight=float("nan")), r"^loss\.main_weight must be")
+
+
 def test_class_weights_pass_through_to_ce():
     torch.manual_seed(9)
     logits = torch.randn(2, C, 5, 6)
@@ -426,6 +536,9 @@ def test_registered_names_and_defaults():
     assert isinstance(sem, SemedaLoss) and sem.lambdas == (4.0, 2.0, 0.0) and sem.reduction == "mean"
     sob = build_loss("sobel")
     assert isinstance(sob, SobelLoss) and sob.lambda1 == 1.0 and sob.mode == "components"
+    ce = build_loss("ce")  # the PPCE baseline's auxiliary weighting, same defaults
+    assert (sem.aux_weight, sem.main_weight) == (sob.aux_weight, sob.main_weight) == (ce.aux_weight, ce.main_weight) \
+        == (0.4, 1.0)
     one_line(ConfigError, lambda: build_loss("semeda", lambda4=1), r"loss 'semeda' has no option loss\.lambda4")
 
 

@@ -250,6 +250,28 @@ def test_trimap_logits_equal_ids():
     assert torch.equal(tm.counts, ids.counts)
 
 
+def test_trimap_means_run_over_the_reported_classes_only():
+    # Two identical rows of [0, 0, 1, 1, 2, 2]: the edges (w = 1 band) are columns 1-4, the
+    # non-boundary pixels columns 0 and 5. Prediction [0, 2, 1, 1, 2, 1] per row.
+    # band: label [0, 1, 1, 2] vs pred [2, 1, 1, 2] -> IoU class 0 = 0, class 1 = 2/2, class 2 = 1/2
+    # rest: label [0, 2] vs pred [0, 1]             -> IoU class 0 = 1, class 1 = 0 (FP), class 2 = 0
+    # Class 0 (a background a data set leaves out, miou_classes = [1, 2]) scores the opposite of the others.
+    target = torch.tensor([[[0, 0, 1, 1, 2, 2]] * 2])
+    pred = torch.tensor([[[0, 2, 1, 1, 2, 1]] * 2])
+    tm = Trimap(3, widths=(1,))
+    tm.update(pred, target)
+    reported = tm.compute(classes=[1, 2])[1]
+    assert reported["boundary_miou"] == pytest.approx((1.0 + 0.5) / 2, rel=1e-12)
+    assert reported["nonboundary_miou"] == 0.0
+    assert reported["boundary_per_class_iou"] == pytest.approx([0.0, 1.0, 0.5], rel=1e-12)  # lists: all C
+    assert reported["boundary_pixel_error"] == pytest.approx(2 / 8, rel=1e-12)  # a pixel quantity: unchanged
+    every = tm.compute()[1]  # default: all classes
+    assert every["boundary_miou"] == pytest.approx(1.5 / 3, rel=1e-12)
+    assert every["nonboundary_miou"] == pytest.approx(1 / 3, rel=1e-12)
+    with pytest.raises(ValueError, match=r"classes \[3\]"):
+        tm.compute(classes=[1, 3])
+
+
 @pytest.mark.parametrize("widths", [(), [0, 1], [2, -1], [1.5], [True, 2], [2, 2], 3, "12", [None]])
 def test_trimap_rejects_bad_widths(widths):
     with pytest.raises(ValueError, match="widths"):

@@ -154,6 +154,20 @@ def test_emeasure_special_cases_all_foreground_and_all_background_gt():
     assert _em([[[2] * 5]], [[[2] * 5]], 3)["per_class"][2] == pytest.approx(5 / 4, rel=1e-12)
 
 
+def test_emeasure_mean_runs_over_the_reported_classes_only():
+    # the all-background case above: per class [3/4, 1, 1, NaN]; class 0 (left out of a data set's
+    # reported mean, e.g. miou_classes = [1, 2, 3]) is the only one below 1
+    em = EMeasure(4)
+    em.update(torch.tensor([[[0, 0, 0, 1, 2]]]), torch.tensor([[[0, 0, 0, 0, 0]]]))
+    reported = em.compute(classes=[1, 2, 3])
+    assert reported["mean"] == pytest.approx(1.0, rel=1e-12)  # (1 + 1) / 2; class 3 (NaN) left out
+    _same(reported["per_class"], [3 / 4, 1.0, 1.0, math.nan])  # per-class list: all C
+    assert em.compute()["mean"] == pytest.approx((3 / 4 + 2) / 3, rel=1e-12)
+    assert math.isnan(em.compute(classes=[3])["mean"])
+    with pytest.raises(ValueError, match=r"classes \[4\]"):
+        em.compute(classes=[4])
+
+
 def test_emeasure_aggregates_over_images_where_class_appears():
     # image A = the normal case above (classes 0, 1); image B = [0,0,0,0,0] vs [0,0,0,1,2] (classes 0-2)
     e = (625 / 676 + 1.62 + 0.01) / 3

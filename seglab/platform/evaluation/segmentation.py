@@ -55,12 +55,14 @@ class SegmentationEvaluator(Evaluator):
 class TrimapEvaluator(Evaluator):
     """Boundary-band scores against the band width w (:class:`seglab.metrics.Trimap`):
     ``val_trimap_miou_w<w>`` (mIoU inside the band of width w around the ground-truth edges),
-    ``val_nonboundary_miou_w<w>`` (mIoU of the other pixels) and ``val_trimap_error_w<w>`` (pixel
-    error inside the band, PHGMM's Fig. 7); picture ``trimap``: both mIoUs and the error vs w."""
+    ``val_nonboundary_miou_w<w>`` (mIoU of the other pixels), both over the data set's reported
+    classes (``ctx.miou_classes``) as ``val_miou``, and ``val_trimap_error_w<w>`` (pixel error
+    inside the band, PHGMM's Fig. 7); picture ``trimap``: both mIoUs and the error vs w."""
 
     def __init__(self, ctx: EvalContext, widths: Sequence[int]) -> None:
         from seglab.metrics import Trimap
 
+        self.classes = ctx.miou_classes
         self.trimap = Trimap(ctx.num_classes, tuple(widths), ignore_index=ctx.ignore_index, device=ctx.device)
         self.result: Dict[int, Dict[str, Any]] = {}
 
@@ -71,7 +73,7 @@ class TrimapEvaluator(Evaluator):
         self.trimap.all_reduce()
 
     def metrics(self) -> Dict[str, float]:
-        self.result = self.trimap.compute()
+        self.result = self.trimap.compute(classes=self.classes)
         out: Dict[str, float] = {}
         for w, r in sorted(self.result.items()):
             out[f"val_trimap_miou_w{w}"] = r["boundary_miou"]
@@ -120,7 +122,7 @@ class ScoresEvaluator(Evaluator):
         for score in ("f1", "precision", "recall"):
             out.update({f"val_{score}_{n}": v for n, v in zip(names, scores[score]) if not math.isnan(v)})
         if self.emeasure is not None:
-            em = self.emeasure.compute()
+            em = self.emeasure.compute(classes=self.ctx.miou_classes)
             out["val_emeasure"] = em["mean"]
             out.update({f"val_emeasure_{n}": v for n, v in zip(names, em["per_class"]) if not math.isnan(v)})
         try:

@@ -153,11 +153,12 @@ def format_ablation_table(rows: List[Dict[str, Any]]) -> Table:
             "-" if est is None else est.format(scale=100), pct(r.get("miou_initial")), pct(r.get("miou_seed")),
             "-" if delta is None else delta.format(scale=100, signed=True), str(r.get("seeds", "-")),
         ])
-    return Table(header, body, "mIoU = report-split mIoU of S_f at the checkpoint chosen on the selection "
-                                        "split (x100, mean ± 95 % t-interval over seeds); S_i / S_s = the initial "
-                                        "and seed heads of that same checkpoint (mean over seeds); Δ vs base = "
-                                        "paired difference over shared seeds (points); Fr = body and first head "
-                                        "frozen at the baseline's trained weights.")
+    return Table(header, body, "mIoU = report-split mIoU of S_f at the checkpoint chosen on the selection split "
+                               "(x100, mean ± 95 % t-interval over seeds; none for one seed or no variation across "
+                               "seeds); S_i / S_s = the initial "
+                               "and seed heads of that same checkpoint (mean over seeds); Δ vs base = "
+                               "paired difference over shared seeds (points); Fr = body and first head "
+                               "frozen at the baseline's trained weights.")
 
 
 register_method(OVeNet())

@@ -3,7 +3,8 @@ difference of two configurations over the seeds both have.
 
 scipy computes every interval (``scipy.stats.ttest_1samp`` / ``ttest_rel`` and their
 ``confidence_interval``); this module only pairs the seeds, handles N = 1 (no interval) and N >= 2
-with zero spread (an interval of width 0, where scipy would divide 0 by 0), and formats.
+with no variation (no interval either: the t statistic is 0 / 0, so neither an interval nor a
+p-value exists, and nothing may be called significant), and formats.
 
 >>> est = mean_ci([0.61, 0.63, 0.62])
 >>> round(est.mean, 4), est.n, est.low < est.mean < est.high
@@ -26,15 +27,17 @@ CONFIDENCE = 0.95
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean over ``n`` values with its two-sided ``confidence`` t-interval ``[low, high]``
-    (None when ``n < 2``: one value gives no interval)."""
+    """A mean over ``n`` values with its two-sided ``confidence`` t-interval ``[low, high]``.
+
+    No interval (``low``, ``high``, ``pvalue`` None) when ``n < 2`` (one value) or when the ``n >= 2``
+    values do not vary (:attr:`no_variation`: the t-interval is undefined, 0 / 0)."""
 
     mean: float
     n: int
     low: Optional[float] = None
     high: Optional[float] = None
     confidence: float = CONFIDENCE
-    pvalue: Optional[float] = None  # H0: true mean 0 (meaningful for a difference); None when n < 2
+    pvalue: Optional[float] = None  # H0: true mean 0 (meaningful for a difference); None without an interval
 
     @property
     def half_width(self) -> Optional[float]:
@@ -45,17 +48,23 @@ class Estimate:
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
 
+    @property
+    def no_variation(self) -> bool:
+        """``n >= 2`` values without an interval: they are all equal (up to float rounding)."""
+        return self.n >= 2 and not self.has_interval
+
     def contains(self, value: float = 0.0) -> Optional[bool]:
         """Whether ``value`` lies inside the interval (None without one)."""
         return None if not self.has_interval else self.low <= value <= self.high  # type: ignore[operator]
 
     def format(self, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
-        """``62.70 ± 0.31`` (n >= 2), ``62.70 (n=1)``; values multiplied by ``scale``."""
+        """``62.70 ± 0.31`` (n >= 2), ``62.70 (n=1)``, ``62.70 (no variation, n=3)``; values
+        multiplied by ``scale``."""
         sign = "+" if signed else ""
         text = f"{self.mean * scale:{sign}.{digits}f}"
         if self.has_interval:
             return f"{text} ± {self.half_width * scale:.{digits}f}"  # type: ignore[operator]
-        return f"{text} (n=1)" if self.n == 1 else text
+        return f"{text} (no variation, n={self.n})" if self.no_variation else f"{text} (n={self.n})"
 
 
 @dataclass(frozen=True)
@@ -73,9 +82,22 @@ def _finite(values: Sequence[Optional[float]]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
+NO_SPREAD = 1e-12
+"""Spread (max - min) at or below which values count as equal, relative to ``max(1, |values|)``:
+float rounding of the logged scores and of their differences (0.8 - 0.7 != 0.9 - 0.8 in float64,
+a spread of ~1e-16) is no variation, and scipy would turn it into an interval of width ~0 with
+p ~ 1e-31."""
+
+
+def varies(x: np.ndarray) -> bool:
+    """Whether the values ``x`` (at least one) spread by more than :data:`NO_SPREAD`."""
+    return float(np.ptp(x)) > NO_SPREAD * max(1.0, float(np.abs(x).max()))
+
+
 def mean_ci(values: Sequence[Optional[float]], confidence: float = CONFIDENCE) -> Optional[Estimate]:
     """Mean of the finite values with their ``confidence`` t-interval (scipy's one-sample t-test
-    interval: mean ± t_{n-1} · s / √n); None for no values, no interval for one value."""
+    interval: mean ± t_{n-1} · s / √n); None for no values, no interval for one value or for values
+    that do not vary (:attr:`Estimate.no_variation`)."""
     from scipy import stats
 
     x = _finite(values)
@@ -83,10 +105,8 @@ def mean_ci(values: Sequence[Optional[float]], confidence: float = CONFIDENCE) -
     if n == 0:
         return None
     mean = float(x.mean())
-    if n == 1:
-        return Estimate(mean, 1, confidence=confidence)
-    if float(np.ptp(x)) == 0.0:  # no spread: the interval is the point (scipy would give 0/0)
-        return Estimate(mean, n, mean, mean, confidence, 0.0 if mean != 0 else 1.0)
+    if n == 1 or not varies(x):  # one value, or no spread: t = 0 / 0, no interval and no p-value
+        return Estimate(mean, n, confidence=confidence)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # near-identical values: scipy warns, still exact enough
         result = stats.ttest_1samp(x, 0.0)
@@ -98,7 +118,8 @@ def paired_difference(a: Mapping[Hashable, float], b: Mapping[Hashable, float],
                       confidence: float = CONFIDENCE) -> Optional[Paired]:
     """``a - b`` over the seeds (keys) both map to a finite value: mean with scipy's paired t-test
     interval (``ttest_rel``); None when no seed is shared. Seeds only one side has are dropped and
-    named in the result."""
+    named in the result. One shared seed, or differences that do not vary across the seeds, give no
+    interval and no p-value (:attr:`Estimate.no_variation` for the latter)."""
     from scipy import stats
 
     ok = lambda m: {k for k, v in m.items() if v is not None and math.isfinite(v)}  # noqa: E731
@@ -113,10 +134,8 @@ def paired_difference(a: Mapping[Hashable, float], b: Mapping[Hashable, float],
     d = x - y
     n, mean = len(seeds), float(d.mean())
     extra = dict(seeds=seeds, dropped_a=dropped_a, dropped_b=dropped_b)
-    if n == 1:
-        return Paired(mean, 1, confidence=confidence, **extra)
-    if float(np.ptp(d)) == 0.0:
-        return Paired(mean, n, mean, mean, confidence, 0.0 if mean != 0 else 1.0, **extra)
+    if n == 1 or not varies(d):  # one seed, or identical differences: t = 0 / 0
+        return Paired(mean, n, confidence=confidence, **extra)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = stats.ttest_rel(x, y)
@@ -133,10 +152,14 @@ def seed_order(key: Hashable):
 
 
 def verdict(diff: Optional[Estimate], scale: float = 100.0, unit: str = "points") -> str:
-    """A sentence on a difference: significant, no significant difference, or no interval."""
+    """A sentence on a difference: significant, no significant difference, or no interval (one
+    seed, or the same difference on every seed)."""
     if diff is None:
         return "no paired seeds: no difference computed"
     value = f"{diff.mean * scale:+.2f} {unit}"
+    if diff.no_variation:
+        return f"{value} on each of n={diff.n} paired seeds; no variation across seeds: no interval, no claim " \
+               f"either way"
     if not diff.has_interval:
         return f"{value} from a single seed: no interval, no claim either way"
     low, high = diff.low * scale, diff.high * scale  # type: ignore[operator]

@@ -128,9 +128,10 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
     legend = [
         f"* = baseline; sel = the configuration chosen on the selection split (best mean sel. score). test mIoU = "
         f"report-split mIoU of the checkpoint chosen on the selection split (best epoch by {metric}); final mIoU = "
-        f"report split, last epoch; both in points (x100), mean ± half-width of the 95 % t-interval over seeds (n=1: "
-        f"no interval). Δ vs base = paired difference to the baseline over the seeds both have, points. sel. score = "
-        f"the selection metric {metric} of the chosen epoch on the selection split: what selection used, not a result.",
+        f"report split, last epoch; both in points (x100), mean ± half-width of the 95 % t-interval over seeds "
+        f"(n=1, or the same value on every seed: no interval). Δ vs base = paired difference to the baseline over "
+        f"the seeds both have, points. sel. score = the selection metric {metric} of the chosen epoch on the "
+        f"selection split: what selection used, not a result.",
         f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size; {unit} = training compute "
         f"spent (3 x training forward x training images, powers of 2^10 of those GFLOPs); wall, GPU columns: mean "
         f"per run.",

@@ -144,8 +144,10 @@ def test_a_search_marks_its_selection_and_claims_a_gain_only_from_confirm_runs(s
     assert by["B"]["selected"] and by["B"]["mark"] == "sel" and by["B"]["claim"] == "selected, not confirmed"
     assert by["A"]["claim"] == "search" and not by["A"]["selected"]
     assert by["B"]["seeds"] == 3 and by["B"]["delta_n"] == 2 and by["B"]["unpaired_seeds"] == ["7"]
-    assert by["B"]["delta"] == pytest.approx(1.0)  # seeds 0, 1: 0.61 - 0.60, no spread: interval of width 0
+    assert by["B"]["delta"] == pytest.approx(1.0)  # seeds 0, 1: 0.61 - 0.60 twice, no spread: no interval
+    assert by["B"]["delta_low"] is None and by["B"]["delta_high"] is None
     table = report.format_table(rows)
+    assert "Δ of B vs hrnet: +1.00 points on each of n=2 paired seeds; no variation across seeds" in table
     assert "selected, not confirmed" in _table_rows(table)[1]["B"]["status"]
     assert "its score is biased upward, no gain is claimed" in table
     assert "seed(s) 7 have no baseline run and are left out" in table
@@ -173,6 +175,29 @@ def test_a_search_marks_its_selection_and_claims_a_gain_only_from_confirm_runs(s
     m = tracking.client(store).get_run(parent).data.metrics
     assert m["gain_over_baseline_mean"] == pytest.approx(3.75) and m["seeds"] == 2
     assert m["gain_ci_low"] == pytest.approx(100 * ref.low)
+
+
+def test_identical_differences_over_seeds_claim_nothing_and_log_no_interval(store):
+    # every seed: method - baseline = 0.01 exactly as logged (0.61 - 0.60, 0.62 - 0.61, 0.63 - 0.62)
+    exp, parent = _sweep(store, seeds=3)
+    for seed, base in enumerate((0.60, 0.61, 0.62)):
+        _trial(store, exp, parent, "hrnet", "base", seed, baseline=True, method="hrnet", val=(0.5,), test=base)
+        _trial(store, exp, parent, "ovenet", "ov", seed, val=(0.5,), test=base + 0.01)
+    rows = report.collect(parent, store)
+    ov = rows[1]
+    assert ov["claim"] == "single configuration" and ov["delta"] == pytest.approx(1.0) and ov["delta_n"] == 3
+    assert (ov["delta_low"], ov["delta_high"]) == (None, None)
+    table = report.format_table(rows)
+    assert _table_rows(table)[1]["ovenet"]["Δ vs base"] == "+1.00 (no variation, n=3)"
+    finding = next(line for line in table.splitlines() if "Δ of ovenet vs hrnet" in line)
+    assert "no variation across seeds: no interval" in finding and "significant" not in finding
+    head = report.headline(rows, parent)
+    assert head["metrics"]["gain_over_baseline_mean"] == pytest.approx(1.0) and head["metrics"]["seeds"] == 3
+    assert "gain_ci_low" not in head["metrics"] and "gain_ci_high" not in head["metrics"]
+    report.log_to_parent(parent, rows, table, store)
+    m = tracking.client(store).get_run(parent).data.metrics
+    assert m["gain_over_baseline_mean"] == pytest.approx(1.0)
+    assert "gain_ci_low" not in m and "gain_ci_high" not in m
 
 
 def test_an_ablation_is_planned_not_searched_and_compare_adds_its_table(store, capsys):

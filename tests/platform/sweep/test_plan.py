@@ -278,6 +278,17 @@ def test_ablation_table_has_the_papers_columns_and_switches():
     assert cells[4] == ["Fr Br4 τ0.5 OHEM", "✓", "4", "0.5", "2", "✓", "49.00 (n=1)", "-", "-", "+1.00 (n=1)", "1"]
 
 
+def test_ablation_table_shows_no_interval_when_seeds_do_not_vary():
+    from seglab.platform import stats
+
+    row = {"label": "Br4", "baseline": False, "tau": 0.2, "frozen": False, "branch": 4.0, "cascade": None,
+           "loss_name": "ovenet", "criterion": "ce", "miou_initial": None, "miou_seed": None, "seeds": 3,
+           "test_miou_est": stats.mean_ci([0.5, 0.5, 0.5]),  # the same score for every seed
+           "delta_est": stats.paired_difference({0: 0.5, 1: 0.5, 2: 0.5}, {0: 0.25, 1: 0.25, 2: 0.25})}
+    cells = [c.strip() for c in format_ablation_table([row]).splitlines()[2].strip("|").split("|")]
+    assert cells[6] == "50.00 (no variation, n=3)" and cells[9] == "+25.00 (no variation, n=3)"
+
+
 # ------------------------------------------------------------------ issue 14: seeds, budgets, splits
 def test_seeds_are_paired_across_runs_and_labelled():
     from seglab.platform.sweep.plan import with_seeds
