@@ -251,6 +251,9 @@ class SegmentationFolder(Dataset):
     ignore_index = IGNORE_INDEX
     class_weights: Optional[List[float]] = None
     report_groups = False  # True: the platform reports validation metrics per group too (ACDC conditions)
+    #: Mirror permutation of a data set with left/right classes (HELEN): p[c] = the class c becomes in
+    #: the mirror image; its training flip and test-time flip inference read it. None: a plain flip.
+    flip_permutation: Optional[Tuple[int, ...]] = None
     #: The disjoint splits of the official layout, in order: what ``seglab data check`` walks when no
     #: split is named (unions such as ``trainval`` are left out so no file is counted twice).
     check_splits: Tuple[str, ...] = ("train", "val", "test")
@@ -292,7 +295,8 @@ class SegmentationFolder(Dataset):
                 check(crop_size is not None, "dataset.crop_size is required for augmented training splits")
                 return build_train_transform(crop_size=tuple(crop_size), scale_range=scale_range, hflip=hflip,
                                              mean=mean, std=std, ignore_index=self.ignore_index,
-                                             seed=int(seed), base_size=self.base_size)
+                                             seed=int(seed), base_size=self.base_size,
+                                             flip_permutation=self.flip_permutation)
             return build_eval_transform(mean=mean, std=std,
                                         base_size=self.base_size if self.eval_resize else None)
         except ConfigError as exc:  # re-key the transform's messages as dataset options

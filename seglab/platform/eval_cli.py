@@ -6,8 +6,9 @@
 
 Checkpoint mode rebuilds the model a seglab checkpoint records (``best.pt`` / ``checkpoint.pt``:
 ``model``, ``run``, ``num_classes``, ``mlflow_run_id``), predicts every image of the split
-(:func:`seglab.metrics.inference.predict_probs`: multi-scale, flip, sliding window), prints the
-table and, when an MLflow store is configured (``MLFLOW_TRACKING_URI``, or an existing
+(:func:`seglab.metrics.inference.predict_probs`: multi-scale, flip with the data set's
+``flip_permutation`` -- HELEN's left/right classes exchanged in the mirrored view --, sliding
+window), prints the table and, when an MLflow store is configured (``MLFLOW_TRACKING_URI``, or an existing
 ``$SEGLAB_HOME/mlflow.db``), logs an evaluation run tagged ``seglab.kind=evaluation`` and
 ``seglab.evaluates=<the trial's run id>`` in the trial's experiment.
 
@@ -23,6 +24,7 @@ per-class precision / recall / F1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -414,6 +416,8 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
         raise ConfigError(f"--stride: {error}" if "stride" in str(error) else f"--scales: {error}") from None
     ds = _build_dataset(name, split, root, dict(options or {}), run_options)
     _check_labelled(ds, name, split)
+    if flip:  # the data set's mirror permutation (HELEN: left/right eyes and brows), as its training flip uses
+        config = dataclasses.replace(config, flip_permutation=getattr(ds, "flip_permutation", None))
     if int(ds.num_classes) != int(state["num_classes"]):
         raise ConfigError(f"--dataset {name} has {ds.num_classes} classes but the checkpoint's model predicts "
                           f"{state['num_classes']}; evaluate it on a data set with its classes")

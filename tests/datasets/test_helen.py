@@ -165,3 +165,20 @@ def test_train_transform_shapes_with_defaults(helen_root):
     assert set(label.unique().tolist()) <= set(range(11)) | {255}
     image, label = build_dataset("helen", split="test", root=str(helen_root))[0]
     assert tuple(image.shape) == (3, 32, 48) and tuple(label.shape) == (32, 48)
+
+
+def test_one_flip_permutation_for_training_and_inference(helen_root):
+    """HELEN declares its mirror permutation once; the training flip is built from that object
+    (``seglab eval --flip`` reads the same attribute: tests/platform/test_eval_cli.py)."""
+    from seglab.datasets import DATASETS, list_datasets
+    from seglab.datasets.transforms import MirrorFlip
+
+    assert HELEN.flip_permutation == (0, 1, 3, 2, 5, 4, 6, 7, 8, 9, 10)  # brows 2<->3, eyes 4<->5
+    ds = build_dataset("helen", split="train", root=str(helen_root), crop_size=(32, 48))
+    flips = [t for t in ds.transform.compose.transforms if isinstance(t, MirrorFlip)]
+    assert len(flips) == 1 and flips[0].permutation is HELEN.flip_permutation and flips[0].p == 0.5
+    assert ds.flip_permutation is HELEN.flip_permutation
+    # the other data sets have no left/right classes: no permutation, a plain flip
+    others = {name: DATASETS.get(name).flip_permutation for name in list_datasets() if name != "helen"}
+    assert others and all(p is None for p in others.values()), others
+

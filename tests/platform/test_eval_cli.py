@@ -221,3 +221,36 @@ def test_predictions_mode_train_ids_for_other_data_sets(tmp_path, capsys):
     code, _, err = run_cli(["eval", "--no-progress", "--predictions", str(tmp_path / "pred"), "--dataset",
                             "cityscapes11", "--root", str(tmp_path / "cs")], capsys)
     assert code == 2 and "holds values [200]" in err and f"train ids 0..{c - 1}" in err
+
+
+def test_flip_uses_the_data_sets_left_right_permutation(tmp_path, capsys, monkeypatch):
+    """`seglab eval --flip` on HELEN with a face model that knows left from right (the model is
+    swapped in for the checkpoint's at predict_probs): the flip must not change any class's IoU."""
+    from seglab import metrics
+    from seglab.datasets.fixtures.helen import write_helen
+    from seglab.datasets.helen import HELEN
+    from tests.metrics.test_metrics_inference import FaceSides
+
+    write_helen(tmp_path / "helen", splits={"val": 2})
+    _tiny_checkpoint(tmp_path / "best.pt", 11, {"name": "helen", "root": str(tmp_path / "helen")})
+    real, configs = metrics.predict_probs, []
+
+    def face_model(model, images, config):
+        configs.append(config)
+        return real(FaceSides().eval(), images, config)
+
+    monkeypatch.setattr(metrics, "predict_probs", face_model)
+    got = {}
+    for flags in ([], ["--flip"]):
+        out_json = tmp_path / f"scores{len(flags)}.json"
+        code, _, err = run_cli(["eval", str(tmp_path / "best.pt"), "--root", str(tmp_path / "helen"), "--split", "val",
+                                "--no-progress", "--no-mlflow", "--json", str(out_json)] + flags, capsys)
+        assert code == 0, err
+        got[bool(flags)] = json.loads(out_json.read_text())
+    plain, flipped = got[False], got[True]
+    assert plain["per_class_iou"]["right eyebrow"] > 0 and plain["per_class_iou"]["right eye"] > 0
+    assert flipped["miou"] == pytest.approx(plain["miou"], rel=1e-12)
+    for name, iou in plain["per_class_iou"].items():
+        assert flipped["per_class_iou"][name] == pytest.approx(iou, rel=1e-12, abs=1e-12), name
+    assert configs[-1].flip and configs[-1].flip_permutation is HELEN.flip_permutation  # one declaration
+
