@@ -398,9 +398,11 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
                         crop: Optional[Tuple[int, int]] = None, stride: Optional[Tuple[int, int]] = None,
                         device: str = "auto", progress: bool = True) -> Dict[str, Any]:
     """Predict every image of the split with the checkpoint's model and score it; returns the
-    result dict of :func:`format_result` (plus ``checkpoint`` and ``mlflow_run_id``)."""
+    result dict of :func:`format_result` (plus ``checkpoint`` and ``mlflow_run_id``). A bad image
+    left out by ``on_bad_sample=skip`` is counted in ``skipped_samples``, not in ``num_images``."""
     import torch
 
+    from seglab.datasets.eval_items import evaluation_item
     from seglab.metrics import InferenceConfig, predict_probs
 
     state = _load_checkpoint(path)
@@ -429,11 +431,16 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
     model = _model_from_state(state).to(dev)
     cityscapes = _is_official_cityscapes(ds)
     scores = _Scores(ds, cityscapes)
-    bar = _Bar(len(ds), progress)
+    bar, skipped = _Bar(len(ds), progress), 0
     try:
         with torch.no_grad():
             for i in range(len(ds)):
-                image, label = ds[i]
+                item = evaluation_item(ds, i)  # None: a bad sample left out by on_bad_sample=skip (not replaced)
+                if item is None:
+                    skipped += 1
+                    bar.update()
+                    continue
+                image, label = item
                 probs = predict_probs(model, image[None].to(dev), config)
                 if cityscapes:
                     sample = ds.samples[i]
@@ -448,7 +455,8 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
     finally:
         bar.close()
     result = scores.result()
-    result.update(dataset=name, split=split, num_images=len(ds), inference=config.describe(),
+    result.update(dataset=name, split=split, num_images=len(ds) - skipped, skipped_samples=skipped,
+                  inference=config.describe(),
                   checkpoint=str(path), mlflow_run_id=state.get("mlflow_run_id"), scales=list(config.scales),
                   flip=config.flip, crop=list(config.crop) if config.crop else None,
                   stride=list(config.stride) if config.stride else None, device=str(dev))
@@ -463,8 +471,9 @@ def _pct(value: Optional[float]) -> str:
 def format_result(result: Dict[str, Any], title: str = "") -> str:
     """The table ``seglab eval`` prints: headline scores, then one row per class (percent)."""
     lines = [f"seglab eval: {title}" if title else "seglab eval",
-             f"data set {result['dataset']}, split {result['split']}, {result['num_images']} images, "
-             f"inference: {result['inference']}", ""]
+             f"data set {result['dataset']}, split {result['split']}, {result['num_images']} images"
+             + (f" ({result['skipped_samples']} skipped: bad files)" if result.get("skipped_samples") else "")
+             + f", inference: {result['inference']}", ""]
     head = [("mIoU", result["miou"]), ("pixel acc", result["pixel_acc"]), ("mean acc", result["mean_acc"])]
     if "iiou" in result:
         head += [("category mIoU", result["category_miou"]), ("iIoU", result["iiou"]),
@@ -503,7 +512,8 @@ def _clean(value: Any) -> Any:
 def json_result(result: Dict[str, Any]) -> Dict[str, Any]:
     """What ``--json`` writes: ``miou``, ``pixel_acc``, ``mean_acc``, ``per_class_iou`` {name: iou}
     (fractions in [0, 1]; null where undefined), Cityscapes' ``category_miou``, ``iiou``,
-    ``category_iiou``, and the rest of the result (per-class accuracy / precision / recall / F1...)."""
+    ``category_iiou``, and the rest of the result (per-class accuracy / precision / recall / F1,
+    checkpoint mode's ``skipped_samples``...)."""
     out: Dict[str, Any] = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
                            "per_class_iou": {n: s["iou"] for n, s in result["per_class"].items()}}
     if "iiou" in result:
@@ -514,7 +524,7 @@ def json_result(result: Dict[str, Any]) -> Dict[str, Any]:
     out.update(mean_precision=result["mean_precision"], mean_recall=result["mean_recall"], mean_f1=result["mean_f1"])
     for key in ("acc", "precision", "recall", "f1"):
         out[f"per_class_{key}"] = {n: s[key] for n, s in result["per_class"].items()}
-    for key in ("dataset", "split", "num_images", "inference", "checkpoint", "miou_classes"):
+    for key in ("dataset", "split", "num_images", "skipped_samples", "inference", "checkpoint", "miou_classes"):
         if key in result:
             out[key] = result[key]
     return _clean(out)
@@ -534,9 +544,11 @@ def _store_configured() -> Optional[str]:
 def metric_names(result: Dict[str, Any]) -> Dict[str, float]:
     """The evaluation run's metrics: ``miou``, ``pixel_acc``, ``mean_acc``, ``f1``, ``precision``,
     ``recall``, ``iou_<class>`` (+ Cityscapes ``category_miou``, ``iiou``, ``category_iiou``,
-    ``iiou_<class>``); undefined values are left out."""
+    ``iiou_<class>``; ``skipped_samples`` when bad images were left out); undefined values are left out."""
     out = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
            "f1": result["mean_f1"], "precision": result["mean_precision"], "recall": result["mean_recall"]}
+    if result.get("skipped_samples"):
+        out["skipped_samples"] = result["skipped_samples"]
     for key in ("category_miou", "iiou", "category_iiou"):
         if key in result:
             out[key] = result[key]

@@ -10,6 +10,12 @@ method (and its sweep's method) add -- and :func:`evaluate` drives it. Nothing h
 Every rank creates the same evaluators with the same state shapes up front, so the all-reduce
 sequence is identical on every rank even when a rank gets no validation sample (a validation
 set smaller than the number of workers) or a sample group is missing from a rank's shard.
+
+Bad samples (``dataset.on_bad_sample=skip``) are left out of evaluation, not replaced: the shards
+read them with :func:`seglab.datasets.eval_items.evaluation_item`, the loaders batch with
+:func:`~seglab.datasets.eval_items.collate_evaluation`, and :func:`evaluate` reports how many it
+left out as ``val_skipped_samples`` (summed over the ranks; absent when none), which the report
+split's scores carry as ``test_skipped_samples`` / ``final_test_skipped_samples``.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from seglab.datasets.eval_items import evaluation_item
 from seglab.metrics import ConfusionMatrix
 from seglab.metrics.confusion import all_reduce_sum as _all_reduce
 
@@ -176,7 +183,9 @@ class MeanEvaluator(Evaluator):
 
 
 class IndexedSubset(torch.utils.data.Dataset):
-    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set)."""
+    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set), read with
+    :func:`~seglab.datasets.eval_items.evaluation_item`: a bad sample that ``on_bad_sample=skip``
+    leaves out is ``(None, None, index)``, never another sample; batch with ``collate_evaluation``."""
 
     def __init__(self, dataset, indices: Sequence[int]) -> None:
         self.dataset, self.indices = dataset, list(indices)
@@ -185,7 +194,8 @@ class IndexedSubset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        image, label = self.dataset[self.indices[i]]
+        item = evaluation_item(self.dataset, self.indices[i])
+        image, label = (None, None) if item is None else item
         return image, label, self.indices[i]
 
 
@@ -198,14 +208,20 @@ def validation_shard(dataset, rank: int, world: int) -> IndexedSubset:
 
 def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torch.device,
              forward=None) -> Dict[str, float]:
-    """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``), feed every evaluator,
-    all-reduce them in order and return their merged metrics. ``forward(model, images)`` defaults to
-    ``model(images)`` (no labels: evaluation never needs them)."""
+    """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``, or
+    :func:`~seglab.datasets.eval_items.collate_evaluation`'s ``(images, labels, indices, skipped)``),
+    feed every evaluator, all-reduce them in order and return their merged metrics, plus
+    ``val_skipped_samples`` (bad samples left out, summed over the DDP ranks) when it is above 0.
+    ``forward(model, images)`` defaults to ``model(images)`` (no labels: evaluation never needs them)."""
     from seglab.platform.checkpoint import unwrap
 
     model.eval()
+    skipped = torch.zeros(1, dtype=torch.float64)
     with torch.no_grad():
-        for images, labels, indices in loader:
+        for images, labels, indices, *rest in loader:
+            skipped += float(rest[0]) if rest else 0.0
+            if images is None:  # every sample of the batch was bad
+                continue
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             out = forward(model, images) if forward else model(images)
             batch = EvalBatch(images, labels, [int(i) for i in indices], out, unwrap(model))
@@ -214,6 +230,8 @@ def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torc
     metrics: Dict[str, float] = {}
     for ev in evaluators:
         ev.all_reduce()
+    if all_reduce_sum(skipped).item() > 0:  # every rank, after the evaluators (the same sequence everywhere)
+        metrics["val_skipped_samples"] = skipped.item()
     for ev in evaluators:
         metrics.update(ev.metrics())
     return metrics

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from seglab.datasets.eval_items import collate_evaluation
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, augmentation_seed
 from seglab.platform import checkpoint as ckpt
 from seglab.platform import methods, speed
@@ -280,9 +281,9 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                               num_workers=loader_workers, pin_memory=pin, persistent_workers=loader_workers > 0)
     if len(train_loader) == 0:
         raise ValueError(f"trainer.batch_size={t.batch_size} x {world} workers exceeds the {len(train_ds)} training samples")
-    # Validation shards without padding (DistributedSampler would repeat samples and bias the metric).
+    # Validation shards: no padding (DistributedSampler's repeats bias the metric), bad samples left out, counted.
     val_loader = DataLoader(validation_shard(val_ds, rank, world), batch_size=t.batch_size,
-                            num_workers=loader_workers, pin_memory=pin)
+                            num_workers=loader_workers, pin_memory=pin, collate_fn=collate_evaluation)
     model = build_model(run.model, num_classes, load_weights=True)
     criterion = build_loss(run.loss, ignore_index, num_classes).to(device)
     optimizer = build_optimizer(model, t)
@@ -440,7 +441,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         # The result: the report split, scored once, with the selection split's choice of weights.
         report_ds = build_report_dataset(run.dataset)
         report_loader = DataLoader(validation_shard(report_ds, rank, world), batch_size=t.batch_size,
-                                   num_workers=loader_workers, pin_memory=pin)
+                                   num_workers=loader_workers, pin_memory=pin, collate_fn=collate_evaluation)
         report_ctx = dataclasses.replace(eval_ctx, groups=_group_names(report_ds),
                                          miou_classes=getattr(report_ds, "miou_classes", None))
         t_report = time.perf_counter()
