@@ -2,7 +2,11 @@
 
 ``build_dataset(name, split, **kwargs)`` returns a ``torch.utils.data.Dataset`` whose items are
 ``(image float32 (3, H, W) normalised, label int64 (H, W) in 0..num_classes-1 or 255)`` and which
-has the attributes ``num_classes``, ``class_names``, ``palette``, ``ignore_index`` and ``len()``.
+has the attributes ``num_classes``, ``class_names``, ``palette``, ``ignore_index`` and ``len()``,
+optionally ``flip_permutation`` (a data set with left/right classes: ``p[c]`` = the class ``c``
+becomes in the mirror image; its training flip and ``seglab eval --flip`` both use it; absent or
+None: no such classes) and ``evaluation_item(i)`` (sample ``i`` for evaluation, ``None`` for a bad
+sample that ``on_bad_sample=skip`` leaves out; see :mod:`seglab.datasets.eval_items`).
 
 A new data set registers a factory taking ``split`` plus keyword options::
 

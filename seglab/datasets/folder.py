@@ -12,7 +12,9 @@ rest, the same way for all of them:
 * checks on every load: the image decodes, the label decodes, has the image's size and only
   values the map knows; anything else raises :class:`BadSampleError`, one line naming the file;
 * ``on_bad_sample``: ``"error"`` (default) raises; ``"skip"`` logs the file once, counts it in
-  :attr:`SegmentationFolder.skipped` and returns the next good sample instead;
+  :attr:`SegmentationFolder.skipped` and returns the next good sample instead (``ds[i]``, for
+  training) or ``None`` (:meth:`SegmentationFolder.evaluation_item`, for evaluation: the caller
+  leaves the sample out and counts it, see :mod:`seglab.datasets.eval_items`);
 * :meth:`SegmentationFolder.verify`: a full scan (every label decoded and mapped, every image's
   header read and its file checked for truncation/corruption with Pillow's ``verify``), run in
   threads with a progress callback. The platform calls it once before training, so bad data
@@ -251,6 +253,9 @@ class SegmentationFolder(Dataset):
     ignore_index = IGNORE_INDEX
     class_weights: Optional[List[float]] = None
     report_groups = False  # True: the platform reports validation metrics per group too (ACDC conditions)
+    #: Mirror permutation of a data set with left/right classes (HELEN): p[c] = the class c becomes in
+    #: the mirror image; its training flip and test-time flip inference read it. None: a plain flip.
+    flip_permutation: Optional[Tuple[int, ...]] = None
     #: The disjoint splits of the official layout, in order: what ``seglab data check`` walks when no
     #: split is named (unions such as ``trainval`` are left out so no file is counted twice).
     check_splits: Tuple[str, ...] = ("train", "val", "test")
@@ -292,7 +297,8 @@ class SegmentationFolder(Dataset):
                 check(crop_size is not None, "dataset.crop_size is required for augmented training splits")
                 return build_train_transform(crop_size=tuple(crop_size), scale_range=scale_range, hflip=hflip,
                                              mean=mean, std=std, ignore_index=self.ignore_index,
-                                             seed=int(seed), base_size=self.base_size)
+                                             seed=int(seed), base_size=self.base_size,
+                                             flip_permutation=self.flip_permutation)
             return build_eval_transform(mean=mean, std=std,
                                         base_size=self.base_size if self.eval_resize else None)
         except ConfigError as exc:  # re-key the transform's messages as dataset options
@@ -339,7 +345,8 @@ class SegmentationFolder(Dataset):
 
     def __getitem__(self, index) -> Tuple[torch.Tensor, torch.Tensor]:
         """Sample ``index`` transformed; ``(index, seed)`` fixes the augmentation's random state
-        (the training loop passes :func:`~seglab.datasets.transforms.augmentation_seed`)."""
+        (the training loop passes :func:`~seglab.datasets.transforms.augmentation_seed`). A bad sample
+        skipped is replaced by the next good one (training; evaluation uses :meth:`evaluation_item`)."""
         index, seed = split_key(index)
         index = int(index)
         for attempt in range(len(self.samples)):
@@ -348,13 +355,32 @@ class SegmentationFolder(Dataset):
                 image, label = self.load(i)
                 break
             except BadSampleError as exc:
-                if self.on_bad_sample == "error":
-                    raise
-                if str(exc) not in self.skipped:
-                    self.skipped.append(str(exc))
-                    log.warning("dataset.on_bad_sample=skip: skipping %s (%d skipped so far)", exc, len(self.skipped))
+                self._bad_sample(exc)
         else:
             raise BadSampleError(f"dataset '{self.name}': every sample of the {self.split} split is bad")
+        return self._transformed(image, label, seed)
+
+    def evaluation_item(self, index: int) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Sample ``index`` transformed, for evaluation: like ``ds[index]``, except that with
+        ``on_bad_sample="skip"`` a bad sample gives ``None`` (logged once, listed in :attr:`skipped`)
+        instead of the next good sample, so that no sample is scored twice; ``"error"`` raises."""
+        try:
+            image, label = self.load(int(index))
+        except BadSampleError as exc:
+            self._bad_sample(exc)
+            return None
+        return self._transformed(image, label, None)
+
+    def _bad_sample(self, exc: BadSampleError) -> None:
+        """``on_bad_sample="error"``: raise ``exc``; ``"skip"``: log it and list it in :attr:`skipped` (once)."""
+        if self.on_bad_sample == "error":
+            raise exc
+        if str(exc) not in self.skipped:
+            self.skipped.append(str(exc))
+            log.warning("dataset.on_bad_sample=skip: skipping %s (%d skipped so far)", exc, len(self.skipped))
+
+    def _transformed(self, image: np.ndarray, label: Optional[np.ndarray], seed: Optional[int]):
+        """The transform's tensors of a loaded sample (augmentation seeded by ``seed``, or per worker)."""
         if self.augment:
             if seed is None:
                 self._reseed_for_worker()

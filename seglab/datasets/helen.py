@@ -33,8 +33,10 @@ Label order (that of the ``_lblNN`` masks, as in the dataset's README):
     5     right eye
     ====  ==============  ====  ===========
 
-Horizontal flips (``hflip``, train augmentation) mirror the face, so they also swap the left /
-right labels (2 <-> 3, 4 <-> 5): :data:`FLIP_SWAP`.
+Horizontal flips mirror the face, so they also swap the left / right labels (2 <-> 3, 4 <-> 5:
+:data:`FLIP_SWAP`). The data set declares this once, as :attr:`HELEN.flip_permutation`; the train
+augmentation's flip (``hflip``, a :class:`~seglab.datasets.transforms.MirrorFlip`) and test-time flip
+inference (``seglab eval --flip``, :func:`seglab.metrics.inference.predict_probs`) both read it.
 
 Colours (:data:`PALETTE`): this project's choice of 11 distinct colours (black background, skin
 tone, browns for brows, blues for eyes, orange nose, reds for lips/mouth, violet hair); there is
@@ -48,17 +50,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-import albumentations as A
 import cv2
 import numpy as np
 
 from seglab.datasets import register_dataset
 from seglab.datasets.folder import BadSampleError, LabelMap, Sample, SegmentationFolder, require_dir
-from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, SegTransform
+from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglab.errors import ConfigError, check
+from seglab.metrics.inference import mirror_permutation
 
 __all__ = ["HELEN", "CLASS_NAMES", "PALETTE", "NUM_CLASSES", "SPLITS", "LIST_FILES", "LAYOUTS", "FLIP_SWAP",
-           "DATASET_DIR", "MirrorFlip", "with_mirror_flip", "read_name_list", "argmax_masks"]
+           "DATASET_DIR", "read_name_list", "argmax_masks"]
 
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
 LAYOUTS: Tuple[str, ...] = ("auto", "smith2013", "split_folders")
@@ -120,30 +122,6 @@ def argmax_masks(folder: str) -> np.ndarray:
     return np.argmax(np.stack(masks), axis=0).astype(np.uint8)
 
 
-class MirrorFlip(A.HorizontalFlip):
-    """Horizontal flip that also exchanges the label pairs in ``swap`` (left <-> right parts)."""
-
-    def __init__(self, swap: Sequence[Sequence[int]] = FLIP_SWAP, p: float = 0.5) -> None:
-        super().__init__(p=p)
-        self.swap = tuple((int(a), int(b)) for a, b in swap)
-        self._lut = np.arange(256, dtype=np.uint8)
-        for a, b in self.swap:
-            self._lut[a], self._lut[b] = b, a
-
-    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
-        return self._lut[super().apply_to_mask(mask, **params)]
-
-    def get_transform_init_args_names(self) -> Tuple[str, ...]:
-        return ("swap",)
-
-
-def with_mirror_flip(transform: SegTransform, seed: int = 0) -> SegTransform:
-    """``transform`` with each plain ``HorizontalFlip`` replaced by a :class:`MirrorFlip` (same ``p``)."""
-    steps = [MirrorFlip(FLIP_SWAP, p=step.p) if type(step) is A.HorizontalFlip else step
-             for step in transform.compose.transforms]
-    return SegTransform(A.Compose(steps, seed=int(seed)), ignore_index=transform.ignore_index)
-
-
 def _detect_layout(root: Path) -> Tuple[str, Path]:
     """``(layout, base folder)`` for ``layout="auto"``."""
     if (root / DATASET_DIR).is_dir():
@@ -171,6 +149,7 @@ class HELEN(SegmentationFolder):
     num_classes = NUM_CLASSES
     class_names: List[str] = list(CLASS_NAMES)
     palette: List[Tuple[int, int, int]] = list(PALETTE)
+    flip_permutation: Tuple[int, ...] = mirror_permutation(FLIP_SWAP, NUM_CLASSES)  # (0, 1, 3, 2, 5, 4, 6, ...)
 
     def __init__(self, split: str = "train", root: str = "data/helen", layout: str = "auto",
                  crop_size: Optional[Sequence[int]] = (473, 473), augment: bool = True,
@@ -196,8 +175,6 @@ class HELEN(SegmentationFolder):
         super().__init__(samples, split, label_map, root=str(root), crop_size=crop_size, augment=augment,
                          scale_range=scale_range, hflip=hflip, base_size=base_size, eval_resize=eval_resize,
                          mean=mean, std=std, on_bad_sample=on_bad_sample, limit=limit, seed=seed)
-        if self.augment and hflip:
-            self.transform = with_mirror_flip(self.transform, seed)
 
     @staticmethod
     def _smith_samples(base: Path, split: str) -> List[Sample]:

@@ -106,6 +106,7 @@ class SyntheticStreetDataset(Dataset):
     palette: List[Tuple[int, int, int]] = list(PALETTE)
     ignore_index = IGNORE_INDEX
     cityscapes_train_ids: Tuple[int, ...] = CITYSCAPES_TRAIN_IDS
+    flip_permutation: Optional[Tuple[int, ...]] = None  # no left/right classes: a plain flip
 
     def __init__(
         self,

@@ -5,6 +5,11 @@ Train: random scale (image bilinear, label nearest) -> pad to the crop size if n
 with the mean colour, i.e. ~0 after normalisation; label padded with ``ignore_index``) -> random crop
 -> horizontal flip -> normalise -> tensors. Eval: normalise -> tensors.
 
+The flip of a data set with left/right classes (HELEN's eyes and brows) is a :class:`MirrorFlip`
+built from the data set's ``flip_permutation``, the same declaration test-time flip inference
+reads (:func:`seglab.metrics.inference.mirror_back`): the label of a mirrored pixel of class ``c``
+becomes ``flip_permutation[c]``.
+
 The label is resized with ``cv2.INTER_NEAREST_EXACT``: it is nearest-neighbour like
 ``INTER_NEAREST`` but samples at pixel centres, the same grid as the bilinear image resize, whereas
 OpenCV's ``INTER_NEAREST`` is shifted by up to half a source pixel (a visible misalignment at 2x).
@@ -28,6 +33,7 @@ import torch  # noqa: E402
 
 from seglab.datasets.labels import IGNORE_INDEX  # noqa: E402
 from seglab.errors import check  # noqa: E402
+from seglab.metrics.inference import check_flip_permutation  # noqa: E402
 
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -36,6 +42,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SegTransform",
+    "MirrorFlip",
     "build_train_transform",
     "build_eval_transform",
     "to_tensors",
@@ -132,6 +139,26 @@ class SegTransform:
         return f"SegTransform({self.compose!r})"
 
 
+class MirrorFlip(A.HorizontalFlip):
+    """Horizontal flip whose label also goes through a data set's ``permutation``: a pixel of class
+    ``c`` becomes ``permutation[c]`` (values past it, such as the ignore label, stay). It draws its
+    randomness as ``HorizontalFlip(p)`` does, so swapping one for the other keeps the augmentation
+    stream. ``permutation`` is kept as given (the data set's own object)."""
+
+    def __init__(self, permutation: Sequence[int], p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.permutation = permutation
+        self._lut = np.arange(256, dtype=np.uint8)
+        values = check_flip_permutation(permutation)
+        self._lut[: len(values)] = values
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return self._lut[super().apply_to_mask(mask, **params)]
+
+    def get_transform_init_args_names(self) -> Tuple[str, ...]:
+        return ("permutation",)
+
+
 def build_train_transform(
     crop_size: Sequence[int] = (512, 1024),
     scale_range: Sequence[float] = (0.5, 2.0),
@@ -141,8 +168,12 @@ def build_train_transform(
     ignore_index: int = IGNORE_INDEX,
     seed: Optional[int] = None,
     base_size: Optional[int] = None,
+    flip_permutation: Optional[Sequence[int]] = None,
 ) -> SegTransform:
     """Training pipeline: random scale, pad, random crop to ``crop_size`` = (h, w), flip, normalise.
+
+    ``flip_permutation``: the data set's mirror permutation of its classes (None: a plain flip);
+    with it the flip is a :class:`MirrorFlip` that also exchanges the left/right labels.
 
     ``base_size``: resize the long side to this many pixels first (the HRNet protocol: "random
     scale 0.5-2.0 of the base size", e.g. 2048 on Cityscapes, 520 on ADE20K); ``None`` keeps the
@@ -191,7 +222,7 @@ def build_train_transform(
         A.RandomCrop(height=h, width=w, p=1.0),
     ]
     if hflip:
-        steps.append(A.HorizontalFlip(p=0.5))
+        steps.append(A.HorizontalFlip(p=0.5) if flip_permutation is None else MirrorFlip(flip_permutation, p=0.5))
     steps.append(A.Normalize(mean=m, std=s, max_pixel_value=255.0, p=1.0))
     return SegTransform(A.Compose(steps, seed=seed), ignore_index=ignore_index)
 

@@ -7,7 +7,11 @@ test pipelines).
   (``align_corners=False``) to ``int(H * s + 0.5) x int(W * s + 0.5)`` (HRNet's rounding);
 * the logits there come from one forward pass, or with ``crop`` from :func:`slide_logits`;
 * they are resized bilinearly back to ``H x W`` and turned into softmax probabilities; with
-  ``flip`` the same is done for the horizontally flipped image and its probabilities flipped back;
+  ``flip`` the same is done for the horizontally flipped image and its probabilities flipped back
+  (:func:`mirror_back`), their channels reordered by the data set's ``flip_permutation`` when it
+  has one: in a mirror image HELEN's left eye is the right eye, so the flipped view's "right eye"
+  channel is the vote for "left eye" in the original (without the exchange the two views would
+  cancel each other's left/right votes);
 * the result is the mean of those ``len(scales) * (2 if flip else 1)`` probability maps.
 
 With ``scales=(1.0,)``, no flip and no crop, the argmax equals that of the plain forward's logits
@@ -22,6 +26,7 @@ dimension gets one window of its own size there.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
@@ -29,7 +34,47 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["InferenceConfig", "predict_probs", "slide_logits", "logits_at", "default_stride"]
+__all__ = ["InferenceConfig", "predict_probs", "slide_logits", "logits_at", "default_stride", "mirror_back",
+           "mirror_permutation", "check_flip_permutation"]
+
+
+def mirror_permutation(pairs: Sequence[Sequence[int]], num_classes: int) -> Tuple[int, ...]:
+    """The flip permutation of ``num_classes`` classes in which each ``(a, b)`` of ``pairs`` (a left
+    class and its right twin) exchange places and every other class stays: ``p[c]`` is the class
+    that ``c`` becomes in the mirror image (e.g. HELEN's ``((2, 3), (4, 5))`` over 11 classes)."""
+    permutation = list(range(int(num_classes)))
+    for a, b in pairs:
+        permutation[int(a)], permutation[int(b)] = int(b), int(a)
+    return check_flip_permutation(tuple(permutation))
+
+
+def check_flip_permutation(permutation: Sequence[int]) -> Tuple[int, ...]:
+    """``permutation`` as a tuple of ints (the same object when it already is one), after checking
+    that it is a flip permutation: a reordering of ``0..C-1`` that is its own inverse (mirroring
+    twice gives every class back). ValueError naming ``flip_permutation`` otherwise."""
+    try:
+        values = tuple(operator.index(v) for v in permutation)
+    except TypeError:
+        values = ()
+    if not values or sorted(values) != list(range(len(values))):
+        raise ValueError(f"flip_permutation must list each class 0..C-1 once, p[c] = the class c becomes in the "
+                         f"mirror image (got {list(permutation)!r})")
+    if any(values[values[c]] != c for c in range(len(values))):
+        raise ValueError(f"flip_permutation must be its own inverse (mirroring twice restores every class; "
+                         f"got {list(values)})")
+    return permutation if isinstance(permutation, tuple) and permutation == values else values
+
+
+def mirror_back(probs: Tensor, permutation: Optional[Sequence[int]] = None) -> Tensor:
+    """Probabilities ``(B, C, H, W)`` predicted on a horizontally flipped image, in the original's
+    frame: flipped back, then channel ``c`` taken from the mirror's channel ``permutation[c]``
+    (None: no exchange). ValueError when the permutation does not have ``C`` classes."""
+    probs = probs.flip(-1)
+    if permutation is None:
+        return probs
+    if len(permutation) != probs.shape[1]:
+        raise ValueError(f"flip_permutation has {len(permutation)} classes but the model predicts {probs.shape[1]}")
+    return probs[:, list(permutation)]
 
 
 def default_stride(crop: Tuple[int, int]) -> Tuple[int, int]:
@@ -40,13 +85,16 @@ def default_stride(crop: Tuple[int, int]) -> Tuple[int, int]:
 @dataclass(frozen=True)
 class InferenceConfig:
     """How to predict: ``scales`` (each > 0), ``flip`` (add the horizontally flipped image),
-    ``crop`` ``(h, w)`` (sliding window; None = the whole image at once) and ``stride`` ``(h, w)``
-    (default :func:`default_stride` of the crop; each in ``1..crop``)."""
+    ``crop`` ``(h, w)`` (sliding window; None = the whole image at once), ``stride`` ``(h, w)``
+    (default :func:`default_stride` of the crop; each in ``1..crop``) and ``flip_permutation``, the
+    data set's ``flip_permutation`` (p[c] = the class c becomes in the mirror image; None for data
+    sets without left/right classes), applied to the flipped view's channels (used with ``flip``)."""
 
     scales: Tuple[float, ...] = (1.0,)
     flip: bool = False
     crop: Optional[Tuple[int, int]] = None
     stride: Optional[Tuple[int, int]] = None
+    flip_permutation: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
         scales = tuple(float(s) for s in self.scales)
@@ -64,10 +112,16 @@ class InferenceConfig:
             object.__setattr__(self, "stride", stride)
         elif self.stride is not None:
             raise ValueError("stride needs a crop (the sliding window)")
+        if self.flip_permutation is not None:
+            object.__setattr__(self, "flip_permutation", check_flip_permutation(self.flip_permutation))
 
     def describe(self) -> str:
-        """e.g. ``scales 0.75/1.0/1.25 + flip, slide 512x1024 stride 341x682``."""
+        """e.g. ``scales 0.75/1.0/1.25 + flip, slide 512x1024 stride 341x682``; a flip that exchanges
+        classes reads ``+ flip (left/right classes exchanged)``."""
         text = "scales " + "/".join(f"{s:g}" for s in self.scales) + (" + flip" if self.flip else "")
+        p = self.flip_permutation
+        if self.flip and p is not None and any(c != k for k, c in enumerate(p)):
+            text += " (left/right classes exchanged)"
         if self.crop is not None:
             text += f", slide {self.crop[0]}x{self.crop[1]} stride {self.stride[0]}x{self.stride[1]}"
         return text
@@ -115,7 +169,8 @@ def slide_logits(model: nn.Module, images: Tensor, crop: Sequence[int], stride: 
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: Tensor, config: InferenceConfig = InferenceConfig()) -> Tensor:
     """Class probabilities ``(B, C, H, W)`` of ``images`` ``(B, 3, H, W)`` at the input size: the
-    mean softmax over ``config.scales`` x (image, flipped image) (see the module docstring).
+    mean softmax over ``config.scales`` x (image, flipped image), the flipped image's brought back
+    by :func:`mirror_back` with ``config.flip_permutation`` (see the module docstring).
     The model should be in eval mode."""
     height, width = images.shape[-2:]
     total: Optional[Tensor] = None
@@ -132,7 +187,7 @@ def predict_probs(model: nn.Module, images: Tensor, config: InferenceConfig = In
                 logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
             probs = logits.softmax(dim=1)
             if flipped:
-                probs = probs.flip(-1)
+                probs = mirror_back(probs, config.flip_permutation)
             total = probs if total is None else total + probs
             views += 1
     return total / views

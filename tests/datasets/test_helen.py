@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from seglab.datasets import build_dataset
 from seglab.datasets.fixtures.helen import write_helen
@@ -165,3 +166,46 @@ def test_train_transform_shapes_with_defaults(helen_root):
     assert set(label.unique().tolist()) <= set(range(11)) | {255}
     image, label = build_dataset("helen", split="test", root=str(helen_root))[0]
     assert tuple(image.shape) == (3, 32, 48) and tuple(label.shape) == (32, 48)
+
+
+def test_one_flip_permutation_for_training_and_inference(helen_root):
+    """HELEN declares its mirror permutation once; the training flip is built from that object
+    (``seglab eval --flip`` reads the same attribute: tests/platform/test_eval_cli.py)."""
+    from seglab.datasets import DATASETS, list_datasets
+    from seglab.datasets.transforms import MirrorFlip
+
+    assert HELEN.flip_permutation == (0, 1, 3, 2, 5, 4, 6, 7, 8, 9, 10)  # brows 2<->3, eyes 4<->5
+    ds = build_dataset("helen", split="train", root=str(helen_root), crop_size=(32, 48))
+    flips = [t for t in ds.transform.compose.transforms if isinstance(t, MirrorFlip)]
+    assert len(flips) == 1 and flips[0].permutation is HELEN.flip_permutation and flips[0].p == 0.5
+    assert ds.flip_permutation is HELEN.flip_permutation
+    # the other data sets have no left/right classes: no permutation, a plain flip
+    others = {name: DATASETS.get(name).flip_permutation for name in list_datasets() if name != "helen"}
+    assert others and all(p is None for p in others.values()), others
+
+
+def test_evaluation_item_leaves_a_bad_sample_out(tmp_path):
+    """For evaluation a bad sample is ``None`` (counted by the caller), not the next good sample;
+    ``ds[i]`` (training) still substitutes; ``on_bad_sample=error`` raises either way."""
+    from seglab.datasets.eval_items import evaluation_item
+    from seglab.datasets.fixtures.helen import helen_fixture_names
+
+    write_helen(tmp_path, splits={"val": 3}, layout="split_folders")
+    bad = tmp_path / "val" / "images" / f"{helen_fixture_names('val', 3)[1]}.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    ds = build_dataset("helen", split="val", root=str(tmp_path), on_bad_sample="skip")
+    assert ds.evaluation_item(1) is None and evaluation_item(ds, 1) is None
+    assert len(ds.skipped) == 1 and str(bad) in ds.skipped[0]
+    for i in (0, 2):
+        image, label = ds.evaluation_item(i)
+        assert tuple(image.shape) == (3, 32, 48)
+        np.testing.assert_array_equal(label.numpy(), _expected_label())
+    _, label = ds[1]  # training's substitute: sample 2
+    np.testing.assert_array_equal(label.numpy(), _expected_label())
+    assert len(ds.skipped) == 1  # the same file is listed once
+    strict = build_dataset("helen", split="val", root=str(tmp_path))
+    with pytest.raises(BadSampleError, match="does not decode"):
+        strict.evaluation_item(1)
+    # a data set without the method (generated): its items as they are
+    synthetic = build_dataset("synthetic", split="val", num_samples=1, image_size=[32, 32])
+    assert torch.equal(evaluation_item(synthetic, 0)[1], synthetic[0][1])

@@ -107,3 +107,101 @@ def test_bad_configs_raise():
     with pytest.raises(ValueError, match="stride"):
         InferenceConfig(crop=(4, 4), stride=(5, 1))
     assert InferenceConfig(crop=(512, 1024)).stride == (341, 682)
+
+
+# ----------------------------------------------------------------------------------- flip permutation
+class FaceSides(nn.Module):
+    """A HELEN face parser that knows left from right. A mirror-symmetric convolution of the image
+    gives every class a content score, the same for a left part and its right twin (2/3, 4/5); on
+    top, a term in the pixel's column adds up to +6 to the *left* classes on the image's left half
+    and to the *right* classes on its right half (brows 2/3 in the top 11/32 of the rows, the fixture's
+    brows' band, eyes 4/5 below).
+    So model(mirror(x)) is mirror(model(x)) with channels 2<->3 and 4<->5 exchanged, exactly."""
+
+    def __init__(self):
+        super().__init__()
+        kernel = torch.randn(11, 3, 3, 3, generator=torch.Generator().manual_seed(0)) * 0.05
+        kernel = (kernel + kernel.flip(-1)) / 2
+        kernel[3], kernel[5] = kernel[2], kernel[4]
+        self.register_buffer("kernel", kernel)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        logits = nn.functional.conv2d(x, self.kernel, padding=1)
+        side = (w - 1 - 2 * torch.arange(w, dtype=x.dtype)) / (w - 1)  # +1 at the left edge, -1 at the right
+        left, right = 6 * side.clamp(min=0), 6 * (-side).clamp(min=0)
+        upper = ((torch.arange(h) + 0.5) * 32 / h < 11).to(x.dtype)[:, None]
+        logits[:, 2] += left * upper
+        logits[:, 3] += right * upper
+        logits[:, 4] += left * (1 - upper)
+        logits[:, 5] += right * (1 - upper)
+        return SegOutput(logits=logits)
+
+
+@pytest.fixture(scope="module")
+def helen_image(tmp_path_factory):
+    """The first val image of the HELEN fixture, as the data set gives it: (1, 3, 32, 48) normalised."""
+    from seglab.datasets import build_dataset
+    from seglab.datasets.fixtures.helen import write_helen
+
+    root = tmp_path_factory.mktemp("helen")
+    write_helen(root, splits={"val": 1})
+    return build_dataset("helen", split="val", root=str(root))[0][0][None]
+
+
+def test_flip_with_the_data_sets_permutation_keeps_left_and_right(helen_image):
+    from seglab.datasets.helen import HELEN
+
+    model = FaceSides().eval()
+    for scales in ((1.0,), (0.75, 1.0, 1.5)):
+        plain = predict_probs(model, helen_image, InferenceConfig(scales=scales))
+        labels = plain.argmax(1)[0]  # the premise: the model tells the sides apart (corners by hand)
+        assert [int(labels[0, 0]), int(labels[0, 47]), int(labels[31, 0]), int(labels[31, 47])] == [2, 3, 4, 5]
+        flip = predict_probs(model, helen_image,
+                             InferenceConfig(scales=scales, flip=True, flip_permutation=HELEN.flip_permutation))
+        assert torch.allclose(flip, plain, atol=1e-6)
+        # without the exchange the mirrored view votes for the other side: left and right tie everywhere
+        unswapped = predict_probs(model, helen_image, InferenceConfig(scales=scales, flip=True))
+        assert torch.allclose(unswapped[:, 2], unswapped[:, 3], atol=1e-6)
+        assert not torch.allclose(unswapped, plain, atol=1e-2)
+
+
+class ConstantLogits(nn.Module):
+    """Logits 0, 1, 2, 3 for classes 0..3 at every pixel (the same for an image and its mirror)."""
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        return SegOutput(logits=torch.arange(4.0).view(1, 4, 1, 1).expand(b, 4, h, w))
+
+
+def test_flip_permutation_exchanges_the_mirrored_views_channels_by_hand():
+    x = torch.zeros(1, 3, 4, 6)
+    s = torch.softmax(torch.arange(4.0), 0)
+    probs = predict_probs(ConstantLogits(), x, InferenceConfig(flip=True, flip_permutation=(1, 0, 2, 3)))
+    # the mirrored view's classes 0 and 1 exchanged, then averaged with the plain view
+    expected = torch.stack([(s[0] + s[1]) / 2, (s[0] + s[1]) / 2, s[2], s[3]])
+    assert torch.allclose(probs[0, :, 2, 3], expected, atol=1e-7)
+    assert torch.allclose(predict_probs(ConstantLogits(), x, InferenceConfig(flip=True))[0, :, 2, 3], s, atol=1e-7)
+
+
+def test_identity_permutation_changes_nothing():
+    """A data set without left/right classes (permutation None or identity) gives the plain flip."""
+    kernel = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(3))
+    lopsided = lambda t: SegOutput(logits=nn.functional.conv2d(t, kernel, padding=1))  # noqa: E731
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(1))
+    plain_flip = predict_probs(lopsided, x, InferenceConfig(flip=True))
+    identity = predict_probs(lopsided, x, InferenceConfig(flip=True, flip_permutation=(0, 1, 2, 3)))
+    assert torch.equal(identity, plain_flip)
+    # and the flip itself does change a lopsided model's answer (so the comparison can fail)
+    assert not torch.allclose(plain_flip, predict_probs(lopsided, x, InferenceConfig()), atol=1e-3)
+    # and a real exchange of two classes changes it
+    swapped = predict_probs(lopsided, x, InferenceConfig(flip=True, flip_permutation=(1, 0, 2, 3)))
+    assert not torch.allclose(swapped, plain_flip, atol=1e-3)
+
+
+def test_bad_flip_permutations_raise():
+    for bad in ((0, 0, 1), (1, 2, 0), (0, 2), (0, -1), ("a", 1)):
+        with pytest.raises(ValueError, match="flip_permutation"):
+            InferenceConfig(flip=True, flip_permutation=bad)
+    with pytest.raises(ValueError, match="flip_permutation has 3 classes but the model predicts 4"):
+        predict_probs(ConstantLogits(), torch.zeros(1, 3, 4, 4), InferenceConfig(flip=True, flip_permutation=(0, 2, 1)))

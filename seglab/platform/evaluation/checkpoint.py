@@ -1,8 +1,11 @@
 """Scoring a checkpoint: rebuild the model a seglab checkpoint records (``best.pt`` / ``checkpoint.pt``:
 ``model``, ``run``, ``num_classes``, ``mlflow_run_id``), predict every image of a split
-(:func:`seglab.metrics.inference.predict_probs`: multi-scale, flip, sliding window) and score it."""
+(:func:`seglab.metrics.inference.predict_probs`: multi-scale, flip with the data set's
+``flip_permutation`` -- HELEN's left/right classes exchanged in the mirrored view --, sliding window)
+and score it. A bad image left out by ``on_bad_sample=skip`` is counted, never replaced."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -58,9 +61,11 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
                         crop: Optional[Tuple[int, int]] = None, stride: Optional[Tuple[int, int]] = None,
                         device: str = "auto", progress: bool = True) -> Dict[str, Any]:
     """Predict every image of the split with the checkpoint's model and score it; returns the
-    result dict of :func:`format_result` (plus ``checkpoint`` and ``mlflow_run_id``)."""
+    result dict of :func:`format_result` (plus ``checkpoint`` and ``mlflow_run_id``). A bad image
+    left out by ``on_bad_sample=skip`` is counted in ``skipped_samples``, not in ``num_images``."""
     import torch
 
+    from seglab.datasets.eval_items import evaluation_item
     from seglab.metrics import InferenceConfig, predict_probs
 
     state = load_checkpoint(path)
@@ -76,6 +81,8 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
         raise ConfigError(f"--stride: {error}" if "stride" in str(error) else f"--scales: {error}") from None
     ds = build_eval_dataset(name, split, root, dict(options or {}), run_options)
     check_labelled(ds, name, split)
+    if flip:  # the data set's mirror permutation (HELEN: left/right eyes and brows), as its training flip uses
+        config = dataclasses.replace(config, flip_permutation=getattr(ds, "flip_permutation", None))
     if int(ds.num_classes) != int(state["num_classes"]):
         raise ConfigError(f"--dataset {name} has {ds.num_classes} classes but the checkpoint's model predicts "
                           f"{state['num_classes']}; evaluate it on a data set with its classes")
@@ -87,11 +94,16 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
     model = model_from_state(state).to(dev)
     cityscapes = is_official_cityscapes(ds)
     scores = DatasetScores(ds, cityscapes)
-    bar = ProgressBar(len(ds), progress)
+    bar, skipped = ProgressBar(len(ds), progress), 0
     try:
         with torch.no_grad():
             for i in range(len(ds)):
-                image, label = ds[i]
+                item = evaluation_item(ds, i)  # None: a bad sample left out by on_bad_sample=skip (not replaced)
+                if item is None:
+                    skipped += 1
+                    bar.update()
+                    continue
+                image, label = item
                 probs = predict_probs(model, image[None].to(dev), config)
                 if cityscapes:
                     sample = ds.samples[i]
@@ -106,7 +118,8 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
     finally:
         bar.close()
     result = scores.result()
-    result.update(dataset=name, split=split, num_images=len(ds), inference=config.describe(),
+    result.update(dataset=name, split=split, num_images=len(ds) - skipped, skipped_samples=skipped,
+                  inference=config.describe(),
                   checkpoint=str(path), mlflow_run_id=state.get("mlflow_run_id"), scales=list(config.scales),
                   flip=config.flip, crop=list(config.crop) if config.crop else None,
                   stride=list(config.stride) if config.stride else None, device=str(dev))

@@ -4,6 +4,12 @@
 sample would bias the scores; a rank may get none). :func:`evaluate` runs the model over a loader of
 ``(images, labels, indices)`` batches, feeds every evaluator, all-reduces them in order and returns
 their merged metrics. Training (per-epoch validation and the report split) and ``seglab eval`` use it.
+
+Bad samples (``dataset.on_bad_sample=skip``) are left out of evaluation, not replaced: the shards
+read them with :func:`seglab.datasets.eval_items.evaluation_item`, the loaders batch with
+:func:`~seglab.datasets.eval_items.collate_evaluation`, and :func:`evaluate` reports how many it
+left out as ``val_skipped_samples`` (summed over the ranks; absent when none), which the report
+split's scores carry as ``test_skipped_samples`` / ``final_test_skipped_samples``.
 """
 from __future__ import annotations
 
@@ -12,12 +18,15 @@ from typing import Dict, List, Sequence
 import torch
 from torch import nn
 
+from seglab.datasets.eval_items import evaluation_item
 from seglab.platform.checkpoint import unwrap
-from seglab.platform.comm import broadcast_buffers
+from seglab.platform.comm import all_reduce_sum, broadcast_buffers
 from seglab.platform.evaluation.evaluator import EvalBatch, Evaluator
 
 class IndexedSubset(torch.utils.data.Dataset):
-    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set)."""
+    """``(image, label, index)`` for a subset of ``dataset`` (index into the full data set), read with
+    :func:`~seglab.datasets.eval_items.evaluation_item`: a bad sample that ``on_bad_sample=skip``
+    leaves out is ``(None, None, index)``, never another sample; batch with ``collate_evaluation``."""
 
     def __init__(self, dataset, indices: Sequence[int]) -> None:
         self.dataset, self.indices = dataset, list(indices)
@@ -26,7 +35,8 @@ class IndexedSubset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        image, label = self.dataset[self.indices[i]]
+        item = evaluation_item(self.dataset, self.indices[i])
+        image, label = (None, None) if item is None else item
         return image, label, self.indices[i]
 
 
@@ -39,9 +49,11 @@ def validation_shard(dataset, rank: int, world: int) -> IndexedSubset:
 
 def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torch.device,
              forward=None) -> Dict[str, float]:
-    """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``), feed every evaluator,
-    all-reduce them in order and return their merged metrics. ``forward(module, images)`` defaults to
-    ``module(images)`` (no labels: evaluation never needs them).
+    """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``, or
+    :func:`~seglab.datasets.eval_items.collate_evaluation`'s ``(images, labels, indices, skipped)``),
+    feed every evaluator, all-reduce them in order and return their merged metrics, plus
+    ``val_skipped_samples`` (bad samples left out, summed over the DDP ranks) when it is above 0.
+    ``forward(module, images)`` defaults to ``module(images)`` (no labels: evaluation never needs them).
 
     Under DDP every rank first takes rank 0's buffers (:func:`~seglab.platform.comm.broadcast_buffers`)
     and then runs the *unwrapped* module: a forward through the DDP wrapper broadcasts buffers itself,
@@ -50,8 +62,12 @@ def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torc
     module = unwrap(model)
     broadcast_buffers(module)
     module.eval()
+    skipped = torch.zeros(1, dtype=torch.float64)
     with torch.no_grad():
-        for images, labels, indices in loader:
+        for images, labels, indices, *rest in loader:
+            skipped += float(rest[0]) if rest else 0.0
+            if images is None:  # every sample of the batch was bad
+                continue
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             out = forward(module, images) if forward else module(images)
             batch = EvalBatch(images, labels, [int(i) for i in indices], out, module)
@@ -60,6 +76,8 @@ def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torc
     metrics: Dict[str, float] = {}
     for ev in evaluators:
         ev.all_reduce()
+    if all_reduce_sum(skipped).item() > 0:  # every rank, after the evaluators (the same sequence everywhere)
+        metrics["val_skipped_samples"] = skipped.item()
     for ev in evaluators:
         metrics.update(ev.metrics())
     return metrics

@@ -78,8 +78,9 @@ def pct(value: Optional[float]) -> str:
 def format_result(result: Dict[str, Any], title: str = "") -> str:
     """The table ``seglab eval`` prints: headline scores, then one row per class (percent)."""
     lines = [f"seglab eval: {title}" if title else "seglab eval",
-             f"data set {result['dataset']}, split {result['split']}, {result['num_images']} images, "
-             f"inference: {result['inference']}", ""]
+             f"data set {result['dataset']}, split {result['split']}, {result['num_images']} images"
+             + (f" ({result['skipped_samples']} skipped: bad files)" if result.get("skipped_samples") else "")
+             + f", inference: {result['inference']}", ""]
     head = [("mIoU", result["miou"]), ("pixel acc", result["pixel_acc"]), ("mean acc", result["mean_acc"])]
     if "iiou" in result:
         head += [("category mIoU", result["category_miou"]), ("iIoU", result["iiou"]),
@@ -118,7 +119,8 @@ def clean_nan(value: Any) -> Any:
 def json_result(result: Dict[str, Any]) -> Dict[str, Any]:
     """What ``--json`` writes: ``miou``, ``pixel_acc``, ``mean_acc``, ``per_class_iou`` {name: iou}
     (fractions in [0, 1]; null where undefined), Cityscapes' ``category_miou``, ``iiou``,
-    ``category_iiou``, and the rest of the result (per-class accuracy / precision / recall / F1...)."""
+    ``category_iiou``, and the rest of the result (per-class accuracy / precision / recall / F1,
+    checkpoint mode's ``skipped_samples``...)."""
     out: Dict[str, Any] = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
                            "per_class_iou": {n: s["iou"] for n, s in result["per_class"].items()}}
     if "iiou" in result:
@@ -129,7 +131,7 @@ def json_result(result: Dict[str, Any]) -> Dict[str, Any]:
     out.update(mean_precision=result["mean_precision"], mean_recall=result["mean_recall"], mean_f1=result["mean_f1"])
     for key in ("acc", "precision", "recall", "f1"):
         out[f"per_class_{key}"] = {n: s[key] for n, s in result["per_class"].items()}
-    for key in ("dataset", "split", "num_images", "inference", "checkpoint", "miou_classes"):
+    for key in ("dataset", "split", "num_images", "skipped_samples", "inference", "checkpoint", "miou_classes"):
         if key in result:
             out[key] = result[key]
     return clean_nan(out)
@@ -139,9 +141,11 @@ def json_result(result: Dict[str, Any]) -> Dict[str, Any]:
 def metric_names(result: Dict[str, Any]) -> Dict[str, float]:
     """The evaluation run's metrics: ``miou``, ``pixel_acc``, ``mean_acc``, ``f1``, ``precision``,
     ``recall``, ``iou_<class>`` (+ Cityscapes ``category_miou``, ``iiou``, ``category_iiou``,
-    ``iiou_<class>``); undefined values are left out."""
+    ``iiou_<class>``; ``skipped_samples`` when bad images were left out); undefined values are left out."""
     out = {"miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
            "f1": result["mean_f1"], "precision": result["mean_precision"], "recall": result["mean_recall"]}
+    if result.get("skipped_samples"):
+        out["skipped_samples"] = result["skipped_samples"]
     for key in ("category_miou", "iiou", "category_iiou"):
         if key in result:
             out[key] = result[key]

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from seglab.datasets.eval_items import collate_evaluation
 from seglab.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglab.errors import ConfigError
 from seglab.platform.build import build_datasets, build_report_dataset
@@ -55,9 +56,10 @@ class RunData:
         return list(self.train_dataset.class_names)
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
-        """This rank's shard of an evaluation split (no padding: no sample counted twice)."""
+        """This rank's shard of an evaluation split (no padding, no replaced sample: none counted twice)."""
         return DataLoader(validation_shard(dataset, self.rank, self.world), batch_size=self.run.trainer.batch_size,
-                          num_workers=self.loader_workers, pin_memory=self.device.type == "cuda")
+                          num_workers=self.loader_workers, pin_memory=self.device.type == "cuda",
+                          collate_fn=collate_evaluation)  # a bad sample (on_bad_sample=skip) is left out, counted
 
     def report_dataset(self) -> Dataset:
         if "dataset" not in self._report:

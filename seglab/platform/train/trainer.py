@@ -63,7 +63,7 @@ class NullWriter:
         pass
 
 
-def _renamed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
+def renamed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
     """``val_<name>`` -> ``<prefix><name>`` (the report split's scores, named after the per-epoch ones)."""
     return {prefix + k[len("val_"):]: v for k, v in metrics.items() if k.startswith("val_")}
 
@@ -253,16 +253,16 @@ class Trainer:
         ctx = self.data.report_context()
         loader = self.data.report_loader()
         final = evaluate(self.model, loader, self.evaluators(ctx), self.device)
-        out = _renamed(final, "final_test_")
+        out = renamed(final, "final_test_")
         selected_epoch = self.best_epoch or self.last_epoch
         if self.selected_weights is None or selected_epoch == self.last_epoch:
-            out.update(_renamed(final, "test_"))
+            out.update(renamed(final, "test_"))
             selected_epoch = self.last_epoch
         else:
             module = ckpt.unwrap(self.model)
             last = _cpu_copy(module)
             module.load_state_dict(self.selected_weights)
-            out.update(_renamed(evaluate(self.model, loader, self.evaluators(ctx), self.device), "test_"))
+            out.update(renamed(evaluate(self.model, loader, self.evaluators(ctx), self.device), "test_"))
             module.load_state_dict(last)
         out["selected_epoch"] = float(selected_epoch)
         return out

@@ -221,3 +221,60 @@ def test_predictions_mode_train_ids_for_other_data_sets(tmp_path, capsys):
     code, _, err = run_cli(["eval", "--no-progress", "--predictions", str(tmp_path / "pred"), "--dataset",
                             "cityscapes11", "--root", str(tmp_path / "cs")], capsys)
     assert code == 2 and "holds values [200]" in err and f"train ids 0..{c - 1}" in err
+
+
+def test_flip_uses_the_data_sets_left_right_permutation(tmp_path, capsys, monkeypatch):
+    """`seglab eval --flip` on HELEN with a face model that knows left from right (the model is
+    swapped in for the checkpoint's at predict_probs): the flip must not change any class's IoU."""
+    from seglab import metrics
+    from seglab.datasets.fixtures.helen import write_helen
+    from seglab.datasets.helen import HELEN
+    from tests.metrics.test_metrics_inference import FaceSides
+
+    write_helen(tmp_path / "helen", splits={"val": 2})
+    _tiny_checkpoint(tmp_path / "best.pt", 11, {"name": "helen", "root": str(tmp_path / "helen")})
+    real, configs = metrics.predict_probs, []
+
+    def face_model(model, images, config):
+        configs.append(config)
+        return real(FaceSides().eval(), images, config)
+
+    monkeypatch.setattr(metrics, "predict_probs", face_model)
+    got = {}
+    for flags in ([], ["--flip"]):
+        out_json = tmp_path / f"scores{len(flags)}.json"
+        code, _, err = run_cli(["eval", str(tmp_path / "best.pt"), "--root", str(tmp_path / "helen"), "--split", "val",
+                                "--no-progress", "--no-mlflow", "--json", str(out_json)] + flags, capsys)
+        assert code == 0, err
+        got[bool(flags)] = json.loads(out_json.read_text())
+    plain, flipped = got[False], got[True]
+    assert plain["per_class_iou"]["right eyebrow"] > 0 and plain["per_class_iou"]["right eye"] > 0
+    assert flipped["miou"] == pytest.approx(plain["miou"], rel=1e-12)
+    for name, iou in plain["per_class_iou"].items():
+        assert flipped["per_class_iou"][name] == pytest.approx(iou, rel=1e-12, abs=1e-12), name
+    assert configs[-1].flip and configs[-1].flip_permutation is HELEN.flip_permutation  # one declaration
+
+
+def test_checkpoint_mode_leaves_a_bad_image_out(tmp_path, capsys, monkeypatch):
+    """`seglab eval -o on_bad_sample=skip` with one corrupt val image: the scores are those of the
+    two good images (worked out by hand), the skipped image is counted, no image is scored twice."""
+    from seglab import metrics
+    from tests.platform.test_evaluation_bad_samples import AllSkin, expected_matrix, write_bad_val_split
+
+    root = write_bad_val_split(tmp_path / "helen")
+    _tiny_checkpoint(tmp_path / "best.pt", 11, {"name": "helen", "root": str(root)})
+    real = metrics.predict_probs
+    monkeypatch.setattr(metrics, "predict_probs", lambda model, images, config: real(AllSkin(), images, config))
+    out_json = tmp_path / "scores.json"
+    code, out, err = run_cli(["eval", str(tmp_path / "best.pt"), "--root", str(root), "--split", "val", "-o",
+                              "on_bad_sample=skip", "--no-progress", "--no-mlflow", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    got = json.loads(out_json.read_text())
+    m = expected_matrix()  # every pixel predicted skin: pixel acc = skin pixels / all pixels of images 0 and 2
+    assert got["pixel_acc"] == pytest.approx(m[1, 1] / m.sum(), rel=1e-12)
+    assert got["per_class_iou"]["hair"] == 0.0
+    assert got["num_images"] == 2 and got["skipped_samples"] == 1
+    assert "1 skipped" in out
+    from seglab.platform.evaluation.results import metric_names
+
+    assert metric_names({**got, "per_class": {}})["skipped_samples"] == 1.0

@@ -1,6 +1,7 @@
 """Validation sharded over 2 gloo workers (the train loop's shards: sample i on rank i % world)
 equals single-process validation, also when the validation set is smaller than the worker count
-(rank 1 gets no sample) -- every evaluator's all-reduce sequence must match across ranks."""
+(rank 1 gets no sample) -- every evaluator's all-reduce sequence must match across ranks -- and
+when a rank's only sample is bad (``on_bad_sample=skip``: left out, counted, the count summed)."""
 import json
 from pathlib import Path
 
@@ -42,12 +43,30 @@ def _validate(n, rank, world):
     return evaluate(TinyNet(c), loader, evaluators, torch.device("cpu")), len(loader.dataset)
 
 
-def _worker(rank, world, init_file, out_dir):
+def _validate_bad(root, rank, world):
+    """HELEN val with sample 1 bad (tests/platform/test_evaluation_bad_samples.py): world 2 gives
+    rank 0 the good samples 0 and 2, rank 1 only the bad one."""
+    from seglab.datasets import build_dataset
+    from seglab.datasets.eval_items import collate_evaluation
+    from seglab.platform.evaluation import (EvalContext, ScoresEvaluator, SegmentationEvaluator, evaluate,
+                                            validation_shard)
+    from tests.platform.test_evaluation_bad_samples import AllSkin
+
+    ds = build_dataset("helen", split="val", root=root, on_bad_sample="skip")
+    ctx = EvalContext(11, 255, list(ds.class_names), list(ds.palette), torch.device("cpu"))
+    loader = DataLoader(validation_shard(ds, rank, world), batch_size=2, collate_fn=collate_evaluation)
+    evaluator = SegmentationEvaluator(ctx)
+    metrics = evaluate(AllSkin(), loader, [evaluator, ScoresEvaluator(ctx)], torch.device("cpu"))
+    return {"metrics": metrics, "matrix": evaluator.matrix.matrix.tolist()}
+
+
+def _worker(rank, world, init_file, out_dir, bad_root):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         for name, n in CASES.items():
             metrics, seen = _validate(n, rank, world)
             Path(out_dir, f"{name}_{rank}.json").write_text(json.dumps({"metrics": metrics, "seen": seen}))
+        Path(out_dir, f"bad_{rank}.json").write_text(json.dumps(_validate_bad(bad_root, rank, world)))
     finally:
         dist.destroy_process_group()
 
@@ -55,7 +74,10 @@ def _worker(rank, world, init_file, out_dir):
 def test_two_gloo_workers_equal_one_process(tmp_path, monkeypatch):
     world = 2
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[__name__.count(".")]))
-    mp.spawn(_worker, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world, join=True)
+    from tests.platform.test_evaluation_bad_samples import expected_matrix, write_bad_val_split
+
+    bad_root = str(write_bad_val_split(tmp_path / "helen"))
+    mp.spawn(_worker, args=(world, str(tmp_path / "init"), str(tmp_path), bad_root), nprocs=world, join=True)
     for name, n in CASES.items():
         single, _ = _validate(n, 0, 1)
         ranks = [json.loads((tmp_path / f"{name}_{r}.json").read_text()) for r in range(world)]
@@ -69,3 +91,10 @@ def test_two_gloo_workers_equal_one_process(tmp_path, monkeypatch):
                 else:
                     assert sharded[key] == pytest.approx(value, rel=1e-12, abs=1e-12), (name, key)
         assert "val_miou_x" in single and "val_trimap_miou_w3" in single and "val_f1" in single
+    # a bad sample on rank 1 (its only one): left out there, counted once over both ranks
+    single_bad = _validate_bad(bad_root, 0, 1)
+    assert single_bad["metrics"]["val_skipped_samples"] == 1
+    for r in range(world):
+        sharded = json.loads((tmp_path / f"bad_{r}.json").read_text())
+        assert sharded["matrix"] == expected_matrix().tolist()
+        assert sharded["metrics"] == pytest.approx(single_bad["metrics"], rel=1e-12, nan_ok=True)
