@@ -48,11 +48,3 @@ def quiet() -> None:
                  "ray.tune", "ray.data", "filelock"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-
-
-def quiet_train_worker() -> None:
-    """Moved to :func:`seglab.platform.cluster.ray_internals.quiet_train_worker` (it needs a
-    Ray-private module); kept for ``train_loop.py`` until it is split, and then removed."""
-    from seglab.platform.cluster import ray_internals
-
-    ray_internals.quiet_train_worker()
