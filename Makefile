@@ -14,7 +14,7 @@ TEST_WORKERS ?= 0
 
 # No Ray token auth (a local ray.init() would otherwise write ~/.ray/auth_token and turn it on for the
 # next ray start, failing ray job submit). Safe because every Ray cluster seglab starts listens on
-# 127.0.0.1 only (seglab/platform/raylocal.py; tests/integration/test_cluster_security.py checks it).
+# 127.0.0.1 only (seglab/platform/cluster/local.py; tests/integration/test_cluster_security.py checks it).
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export NO_ALBUMENTATIONS_UPDATE := 1

@@ -79,13 +79,13 @@ def run_overrides(*, workers: int, cpus: float, epochs: int, samples: int, val: 
 
 def start_ray(num_cpus: int = 2) -> float:
     """A new local Ray cluster (never an existing one); returns its start-up time in seconds."""
-    from seglab.platform import raylocal
+    from seglab.platform.cluster.local import init_local
 
     t0 = time.perf_counter()
-    raylocal.init_local(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
-                        configure_logging=True, logging_level="warning",
-                        runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
-                                                  "NO_ALBUMENTATIONS_UPDATE": "1"}})
+    init_local(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+               configure_logging=True, logging_level="warning",
+               runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
+                                         "NO_ALBUMENTATIONS_UPDATE": "1"}})
     return time.perf_counter() - t0
 
 

@@ -123,12 +123,12 @@ def main() -> None:
     print(f"P8 search efficiency: {desc}", flush=True)
     import ray
 
-    from seglab.platform import raylocal
+    from seglab.platform.cluster.local import init_local
 
     start = time.perf_counter()
-    raylocal.init_local(num_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2,
-                        include_dashboard=True, log_to_driver=False,
-                        runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}})
+    init_local(num_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2,
+               include_dashboard=True, log_to_driver=False,
+               runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}})
     try:
         with tempfile.TemporaryDirectory(prefix="p8-") as storage:
             # the two sweeps run one after the other (a sweep is minutes, not a step: no finer interleaving)

@@ -19,7 +19,7 @@ t0=$(date +%s)
 cleanup() {
   if [ -n "$session" ]; then
     echo "==> stopping the local Ray cluster"
-    python -m seglab.platform.raylocal stop "$session" >/dev/null 2>&1 || true
+    python -m seglab.platform.cluster stop "$session" >/dev/null 2>&1 || true
     session=""
   fi
 }
@@ -31,9 +31,9 @@ python experiments/ovenet_sweep.py sweep.dry_run=true "${DEMO_ARGS[@]}" || exit 
 
 if [ -z "${RAY_ADDRESS:-}" ]; then
   # `ray start --head` with every socket on 127.0.0.1 (GCS, raylet, agents, workers, Ray Client,
-  # dashboard): nothing off this machine can reach the unauthenticated cluster. See raylocal.py.
+  # dashboard): nothing off this machine can reach the unauthenticated cluster. See seglab/platform/cluster/local.py.
   echo "==> starting a local Ray head on 127.0.0.1 (dashboard on 127.0.0.1:$DASHBOARD_PORT)"
-  if ! session=$(python -m seglab.platform.raylocal start --port="$GCS_PORT" --dashboard-port="$DASHBOARD_PORT" \
+  if ! session=$(python -m seglab.platform.cluster start --port="$GCS_PORT" --dashboard-port="$DASHBOARD_PORT" \
        --num-cpus="$(nproc)" --log=/tmp/seglab-ray-start.log); then
     session=""
     echo "seglab: error: could not start Ray (is one already running? then set RAY_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT, or GCS_PORT/DASHBOARD_PORT to free ports); see /tmp/seglab-ray-start.log" >&2

@@ -1,6 +1,8 @@
 """Silence the known noisy warnings of the stack so a run's output is readable.
 
-Only messages known to be harmless are filtered; anything else still shows.
+Only messages known to be harmless are filtered; anything else still shows. In a Ray Train worker,
+``seglab.platform.cluster.ray_internals.quiet_train_worker()`` also drops Ray Train's per-report line
+(it needs a Ray-private module, so it lives with the other Ray-private uses).
 """
 from __future__ import annotations
 
@@ -46,10 +48,3 @@ def quiet() -> None:
                  "ray.tune", "ray.data", "filelock"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-
-def quiet_train_worker() -> None:
-    """In a Ray Train worker: drop the INFO line every ``ray.train.report`` writes
-    ("Reporting training result ..."). Its logger is named after the module's file path."""
-    import ray.train.v2._internal.execution.context as train_context
-
-    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)

@@ -53,11 +53,11 @@ def mlflow_store(tmp_path, monkeypatch):
 def ray_cluster():
     import ray
 
-    from seglab.platform import raylocal
+    from seglab.platform.cluster.local import init_local
 
     # every socket of the cluster on 127.0.0.1 (test_cluster_security.py checks the same call)
-    raylocal.init_local(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
-                        runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}})
+    init_local(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
+               runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}})
     yield ray
     ray.shutdown()
 

@@ -4,12 +4,12 @@ Ray binds its servers to the node IP; left alone that is the machine's network a
 interfaces), and ``RAY_AUTH_MODE=disabled`` (Makefile) then means anyone on the network could hand
 the cluster code. Two clusters are checked, with workers running so that their sockets count too:
 
-* the demo's head: ``python -m seglab.platform.raylocal start`` as ``scripts/demo.sh`` runs it
+* the demo's head: ``python -m seglab.platform.cluster start`` as ``scripts/demo.sh`` runs it
   (its own ports and --temp-dir), a driver connected the way the sweep connects inside a job
-  (``raylocal.init_ray`` with ``RAY_ADDRESS`` = the GCS address), then ``raylocal stop``;
-* the in-process local cluster of ``raylocal.init_ray()`` (the sweep driver without
+  (``cluster.local.init_ray`` with ``RAY_ADDRESS`` = the GCS address), then ``... cluster stop``;
+* the in-process local cluster of ``cluster.local.init_ray()`` (the sweep driver without
   ``RAY_ADDRESS``), in a subprocess so it cannot clash with this process's Ray, measured during a
-  2-worker gloo DDP run with ``raylocal.loopback_torch_config()`` (torch's TCPStore otherwise
+  2-worker gloo DDP run with ``cluster.ddp.loopback_torch_config()`` (torch's TCPStore otherwise
   listens on all interfaces).
 
 Every process of the cluster is found through its session folder (GCS, raylet, dashboard and its
@@ -28,20 +28,21 @@ from pathlib import Path
 
 import psutil
 
-from seglab.platform import raylocal
+from seglab.platform.cluster.listeners import Listener, cluster_listeners, cluster_processes
+from seglab.platform.cluster.local import SINGLE_NODE_ENV
 
 from .conftest import REPO, free_port
 
 BIN = Path(sys.executable).parent
 
-# A driver connected or started through raylocal.init_ray(**argv[1]) that makes the cluster start
-# workers. "wait": tasks and an actor, print "ready", wait for stdin to close. "train": a 2-worker
-# gloo DDP run with raylocal's TorchConfig, whose rank 0 lists the cluster's listeners (the driver
+# A driver connected or started through cluster.local.init_ray(**argv[1]) that makes the cluster
+# start workers. "wait": tasks and an actor, print "ready", wait for stdin to close. "train": a 2-worker
+# gloo DDP run with cluster.ddp's TorchConfig, whose rank 0 lists the cluster's listeners (the driver
 # included) into argv[3] while the process group is up.
 DRIVER = r"""
 import json, os, sys
-from seglab.platform import raylocal
-raylocal.init_ray(**json.loads(sys.argv[1]))
+from seglab.platform.cluster import ddp, listeners, local
+local.init_ray(**json.loads(sys.argv[1]))
 import ray
 
 if sys.argv[2] == "wait":
@@ -65,28 +66,28 @@ else:
     def loop(cfg):
         import torch
         import torch.distributed as dist
-        from seglab.platform import raylocal
+        from seglab.platform.cluster import listeners
 
         t = torch.ones(1)
         dist.all_reduce(t)
         assert t.item() == 2
         if dist.get_rank() == 0:
-            found = raylocal.cluster_listeners(cfg["session"], [cfg["driver"]])
+            found = listeners.cluster_listeners(cfg["session"], [cfg["driver"]])
             with open(cfg["out"], "w") as f:
                 json.dump([[l.pid, l.name, l.ip, l.port] for l in found], f)
         dist.barrier()
 
-    TorchTrainer(loop, train_loop_config={"session": raylocal.current_session_dir(), "driver": os.getpid(),
+    TorchTrainer(loop, train_loop_config={"session": listeners.current_session_dir(), "driver": os.getpid(),
                                           "out": sys.argv[3]},
                  scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
                  run_config=ray.train.RunConfig(storage_path=os.path.dirname(sys.argv[3]) + "/train"),
-                 torch_config=raylocal.loopback_torch_config()).fit()
+                 torch_config=ddp.loopback_torch_config()).fit()
 ray.shutdown()
 """
 
 
 def _env():
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", raylocal.SINGLE_NODE_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", SINGLE_NODE_ENV)}
     env.update({"PATH": f"{BIN}:{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled",
                 "RAY_USAGE_STATS_ENABLED": "0", "NO_ALBUMENTATIONS_UPDATE": "1",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))})
@@ -120,7 +121,7 @@ def test_the_demo_head_listens_on_loopback_only():
     # scripts/demo.sh's start, on free ports and a private --temp-dir (and 2 CPUs: Ray starts a
     # worker per CPU for the first driver)
     start = subprocess.run(
-        [sys.executable, "-m", "seglab.platform.raylocal", "start", f"--port={gcs}", f"--dashboard-port={dash}",
+        [sys.executable, "-m", "seglab.platform.cluster", "start", f"--port={gcs}", f"--dashboard-port={dash}",
          "--num-cpus=2", f"--temp-dir={ray_tmp}", f"--ray-client-server-port={client}",
          f"--log={ray_tmp}/start.log"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -135,7 +136,7 @@ def test_the_demo_head_listens_on_loopback_only():
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         assert _read_line(driver, 90) == "ready", "the driver could not use the demo's head:\n" + \
             driver_log.read_text()[-3000:]
-        found = raylocal.cluster_listeners(session, [driver.pid])
+        found = cluster_listeners(session, [driver.pid])
     finally:
         if driver is not None:
             driver.stdin.close()
@@ -144,9 +145,9 @@ def test_the_demo_head_listens_on_loopback_only():
             except subprocess.TimeoutExpired:
                 driver.kill()
         if session:
-            subprocess.run([sys.executable, "-m", "seglab.platform.raylocal", "stop", session], cwd=REPO, env=env,
+            subprocess.run([sys.executable, "-m", "seglab.platform.cluster", "stop", session], cwd=REPO, env=env,
                            timeout=60)
-        left = raylocal.cluster_processes(session) if session else []
+        left = cluster_processes(session) if session else []
         recorded = Path(ray_tmp, "ray_current_cluster").exists()  # ray start's note for ray.init()
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -157,8 +158,8 @@ def test_the_demo_head_listens_on_loopback_only():
     assert any(n.startswith("ray::") and "Agent" not in n for n in names), f"no worker found: {names}"
     assert driver.pid in {l.pid for l in found}
     _assert_loopback_only(found, "demo head")
-    assert left == [], f"`raylocal stop` left {left}"
-    assert not recorded, "`raylocal stop` left ray_current_cluster: a later ray.init() would try the dead cluster"
+    assert left == [], f"`cluster stop` left {left}"
+    assert not recorded, "`cluster stop` left ray_current_cluster: a later ray.init() would try the dead cluster"
 
 
 def test_the_sweeps_local_cluster_and_ddp_listen_on_loopback_only():
@@ -166,15 +167,15 @@ def test_the_sweeps_local_cluster_and_ddp_listen_on_loopback_only():
     ray_tmp = tempfile.mkdtemp(prefix="raysec-", dir="/tmp")
     out = f"{ray_tmp}/listeners.json"
     try:
-        # raylocal.init_ray() without RAY_ADDRESS (the sweep driver's in-process cluster), then DDP;
+        # cluster.local.init_ray() without RAY_ADDRESS (the sweep driver's in-process cluster), then DDP;
         # RAY_TMPDIR: not a cluster some `ray start` recorded in /tmp/ray, which init_ray would join
         proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps({"num_cpus": 2, "_temp_dir": ray_tmp}),
                                "train", out], cwd=REPO, env={**env, "RAY_TMPDIR": ray_tmp},
                               capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        found = [raylocal.Listener(*row) for row in json.loads(Path(out).read_text())]
+        found = [Listener(*row) for row in json.loads(Path(out).read_text())]
         sessions = list(Path(ray_tmp).glob("session_2*"))
-        left = raylocal.cluster_processes(str(sessions[0])) if sessions else []
+        left = cluster_processes(str(sessions[0])) if sessions else []
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -186,8 +187,3 @@ def test_the_sweeps_local_cluster_and_ddp_listen_on_loopback_only():
     _assert_loopback_only(found, "in-process cluster with a DDP run")
     _, alive = psutil.wait_procs(left, timeout=15)  # ray.shutdown() ends the cluster it started
     assert alive == [], f"ray.shutdown() left {alive}"
-
-
-def test_is_loopback():
-    assert all(raylocal.is_loopback(ip) for ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "127.0.1.1"))
-    assert not any(raylocal.is_loopback(ip) for ip in ("0.0.0.0", "::", "192.0.2.2", "::ffff:10.0.0.1"))

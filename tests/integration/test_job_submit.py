@@ -7,7 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from seglab.platform import raylocal, tracking
+from seglab.platform import tracking
+from seglab.platform.cluster import local
 
 from .conftest import REPO, TINY_OVERRIDES, free_port
 
@@ -30,8 +31,8 @@ def test_ray_job_submit_runs_the_sweep(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")  # AF_UNIX socket paths must stay < 108 bytes
     gcs, dash, client = free_port(), free_port(), free_port()
     # the demo's `ray start --head` (every socket on 127.0.0.1), on free ports
-    session = raylocal.start_head(port=gcs, dashboard_port=dash, num_cpus=2, temp_dir=ray_tmp, client_port=client,
-                                  env=env, timeout=120)
+    session = local.start_head(port=gcs, dashboard_port=dash, num_cpus=2, temp_dir=ray_tmp, client_port=client,
+                               env=env, timeout=120)
     try:
         runtime_env = json.dumps({
             "env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE")},
@@ -48,7 +49,7 @@ def test_ray_job_submit_runs_the_sweep(tmp_path):
         assert "succeeded" in log.lower(), log[-4000:]
         assert "hrnet_w18_small_v1" in log and "val mIoU" in log
     finally:
-        raylocal.stop_head(session)  # this cluster only (`ray stop` would end everyone's)
+        local.stop_head(session)  # this cluster only (`ray stop` would end everyone's)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     client = tracking.client(env["MLFLOW_TRACKING_URI"])

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from seglab.platform import raylocal, tracking
+from seglab.platform import tracking
+from seglab.platform.cluster.listeners import find_gcs, session_of
+from seglab.platform.cluster.local import SINGLE_NODE_ENV, stop_head
 
 from .conftest import REPO, TINY_DATA, free_port
 
@@ -47,14 +49,14 @@ def three_nodes():
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "disabled",
            "NO_ALBUMENTATIONS_UPDATE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    env.pop(raylocal.SINGLE_NODE_ENV, None)
+    env.pop(SINGLE_NODE_ENV, None)
     port = free_port()
     head = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1",
                            "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
                            f"--temp-dir={temp}", "--disable-usage-stats"],
                           env=env, capture_output=True, text=True, timeout=180)
-    gcs = raylocal.find_gcs(port)
-    session = raylocal.session_of(gcs) if gcs is not None else None
+    gcs = find_gcs(port)
+    session = session_of(gcs) if gcs is not None else None
     isolated = _can_unshare()
     try:
         assert head.returncode == 0 and session, head.stdout + head.stderr
@@ -72,7 +74,7 @@ def three_nodes():
         yield {"address": address, "env": env, "hidden": hidden, "isolated": isolated}
     finally:
         if session:
-            raylocal.stop_head(session)
+            stop_head(session)
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(hidden, ignore_errors=True)
 

@@ -75,11 +75,13 @@ def _check_what_the_sweep_logged(client, parent_id, children, stdout, tmp_path):
 
 
 def test_r2_killed_driver_and_stopped_job_resume_the_same_sweep(ray_cluster, mlflow_store, tmp_path):
-    from ray._private.worker import global_worker
+    import ray
     from ray.util.placement_group import placement_group_table
 
-    node = global_worker.node
-    env = {**os.environ, "RAY_ADDRESS": node.address, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    from seglab.platform.cluster import ray_internals
+
+    gcs = ray.get_runtime_context().gcs_address
+    env = {**os.environ, "RAY_ADDRESS": gcs, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     client = tracking.client(mlflow_store)
     log = open(tmp_path / "driver1.log", "w")
     driver = subprocess.Popen([sys.executable, "experiments/ovenet_sweep.py", *ARGS], cwd=REPO, env=env,
@@ -107,7 +109,7 @@ def test_r2_killed_driver_and_stopped_job_resume_the_same_sweep(ray_cluster, mlf
     # 2. resume as a Ray job, stop the job while the second trial trains again
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    jobs = JobSubmissionClient(f"http://{node.address_info['webui_url']}")
+    jobs = JobSubmissionClient(f"http://{ray_internals.dashboard_url()}")
     def submit():
         try:
             return jobs.submit_job(

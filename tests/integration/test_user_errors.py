@@ -335,7 +335,6 @@ def run_worker(folder: Path, rows: List[Row]) -> List[Dict[str, Any]]:
     import runpy
 
     import ray
-    import ray._private.worker
 
     tripped: List[str] = []
 
@@ -343,7 +342,9 @@ def run_worker(folder: Path, rows: List[Row]) -> List[Dict[str, Any]]:
         tripped.append("ray.init")
         raise RuntimeError("ray.init called: a bad input got past validation")
 
-    ray.init = ray._private.worker.init = tripwire  # type: ignore[assignment]
+    # ray.init and the module that defines it (ray._private.worker in Ray 2.60), which Ray's own
+    # modules call: found by name, so no Ray-private import here
+    ray.init = sys.modules[ray.init.__module__].init = tripwire  # type: ignore[assignment]
     from seglab.platform import cli
 
     os.chdir(folder)

@@ -2,7 +2,6 @@ import pytest
 
 from seglab.errors import ConfigError
 from seglab.platform.config import RunConfig, TrainerConfig, flatten, set_dotted
-from seglab.platform.cluster.resources import plan_resources
 from seglab.platform.sweep import SweepConfig, plan_trials
 from seglab.platform.train.schedule import poly_lr
 
@@ -85,19 +84,6 @@ def test_plan_random_is_seeded_and_in_bounds():
 def test_sweep_config_errors(cfg, fragment):
     with pytest.raises(ConfigError, match=fragment):
         SweepConfig.from_dict(cfg)
-
-
-def test_resources_never_deadlock_on_two_cpus():
-    runs = plan_trials(BASE, SweepConfig.from_dict({"kappa": [0.25, 0.5]}))
-    # 2 workers x 0.9 + 0.1 = 1.9 CPUs per trial: one trial at a time on 2 CPUs
-    assert plan_resources(runs, {"CPU": 2.0}) == (1, False)
-    one = [RunConfig.from_dict(set_dotted(r.to_dict(), "trainer.num_workers", 1)) for r in runs]
-    assert plan_resources(one, {"CPU": 2.0}) == (2, False)  # 1.0 CPU per trial: two at a time
-    assert plan_resources(one, {"CPU": 8.0}) == (3, False)  # never more than there are trials
-    assert plan_resources(one, {"CPU": 8.0}, max_concurrent=1) == (1, False)
-    assert plan_resources(one, {"CPU": 8.0, "GPU": 2.0}) == (2, True)  # use_gpu=auto, 1 GPU per worker
-    with pytest.raises(ConfigError, match="trainer.num_workers=2 .* needs 1.9 CPUs but the cluster has 1"):
-        plan_resources(runs, {"CPU": 1.0})
 
 
 def test_poly_lr_hand_values():
