@@ -44,13 +44,13 @@ def _validate(n, rank, world):
 
 
 def _validate_bad(root, rank, world):
-    """HELEN val with sample 1 bad (tests/platform/test_evaluation_bad_samples.py): world 2 gives
+    """HELEN val with sample 1 bad (tests.platform.evaluation.test_bad_samples.py): world 2 gives
     rank 0 the good samples 0 and 2, rank 1 only the bad one."""
     from seglab.datasets import build_dataset
     from seglab.datasets.eval_items import collate_evaluation
     from seglab.platform.evaluation import (EvalContext, ScoresEvaluator, SegmentationEvaluator, evaluate,
                                             validation_shard)
-    from tests.platform.test_evaluation_bad_samples import AllSkin
+    from tests.platform.evaluation.test_bad_samples import AllSkin
 
     ds = build_dataset("helen", split="val", root=root, on_bad_sample="skip")
     ctx = EvalContext(11, 255, list(ds.class_names), list(ds.palette), torch.device("cpu"))
@@ -74,7 +74,7 @@ def _worker(rank, world, init_file, out_dir, bad_root):
 def test_two_gloo_workers_equal_one_process(tmp_path, monkeypatch):
     world = 2
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[__name__.count(".")]))
-    from tests.platform.test_evaluation_bad_samples import expected_matrix, write_bad_val_split
+    from tests.platform.evaluation.test_bad_samples import expected_matrix, write_bad_val_split
 
     bad_root = str(write_bad_val_split(tmp_path / "helen"))
     mp.spawn(_worker, args=(world, str(tmp_path / "init"), str(tmp_path), bad_root), nprocs=world, join=True)

@@ -9,6 +9,7 @@ from seglab.errors import ConfigError
 from seglab.platform.sweep.plan import (FROM_BASELINE, SweepConfig, plan_trials, representative_point, run_for_point,
                                   split_phases)
 from seglab.platform.methods.ovenet import format_ablation_table
+from seglab.platform.report.table import markdown_table
 
 CONF = str(Path(__file__).resolve().parents[3] / "experiments" / "conf")
 
@@ -252,6 +253,11 @@ def test_the_confirmation_reruns_the_group_with_the_best_selection_score(tmp_pat
     assert chosen_group(parent, uri, "max") == ("A", 2)
 
 
+def _render(table):
+    """A method's table as the report prints it."""
+    return markdown_table(table.header, table.body, table.footnote)
+
+
 def test_ablation_table_has_the_papers_columns_and_switches():
     from seglab.platform.report import stats
 
@@ -270,7 +276,7 @@ def test_ablation_table_has_the_papers_columns_and_switches():
             row("HRNet", baseline=True, loss_name="ohem", criterion=None, test_miou_est=stats.mean_ci([0.48])),
             row("Fr Br4 τ0.5 OHEM", tau=0.5, branch=4.0, frozen=True, cascade=2.0,
                 test_miou_est=stats.mean_ci([0.49]), delta_est=stats.paired_difference({0: 0.49}, {0: 0.48}))]
-    lines = format_ablation_table(rows).splitlines()
+    lines = _render(format_ablation_table(rows)).splitlines()
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:5]]
     assert cells[0] == ["variant", "Fr", "Br", "τ", "Ref", "OHEM", "mIoU", "S_i", "S_s", "Δ vs base", "seeds"]
     assert cells[2] == ["HRNet (baseline)", "", "", "", "", "✓", "48.00 (n=1)", "-", "-", "-", "1"]  # baseline first
@@ -285,7 +291,7 @@ def test_ablation_table_shows_no_interval_when_seeds_do_not_vary():
            "loss_name": "ovenet", "criterion": "ce", "miou_initial": None, "miou_seed": None, "seeds": 3,
            "test_miou_est": stats.mean_ci([0.5, 0.5, 0.5]),  # the same score for every seed
            "delta_est": stats.paired_difference({0: 0.5, 1: 0.5, 2: 0.5}, {0: 0.25, 1: 0.25, 2: 0.25})}
-    cells = [c.strip() for c in format_ablation_table([row]).splitlines()[2].strip("|").split("|")]
+    cells = [c.strip() for c in _render(format_ablation_table([row])).splitlines()[2].strip("|").split("|")]
     assert cells[6] == "50.00 (no variation, n=3)" and cells[9] == "+25.00 (no variation, n=3)"
 
 
