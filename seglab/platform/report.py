@@ -36,7 +36,7 @@ ZERO_IOU = 0.005  # a class IoU below this reads 0.00: "never predicted right"
 BUDGETS = {
     "schedule": "schedule (every run trains the same epochs; training compute differs with the model, "
                 "see train FLOPs: not an equal-compute comparison)",
-    "flops": "flops (every run spends the baseline's training FLOPs: epochs scaled by the GFLOPs ratio)",
+    "flops": "flops (every run spends the baseline's training FLOPs: epochs scaled by the training-forward GFLOPs ratio)",
     "time": "time (every run gets the same wall-clock seconds; depends on the hardware it ran on)",
 }
 
@@ -449,7 +449,8 @@ def format_table(rows: List[Dict[str, Any]], metric: str = "val_miou") -> str:
         f"interval). Δ vs base = paired difference to the baseline over the seeds both have, points. sel. val = "
         f"best val mIoU on the selection split: what selection used, not a result.",
         f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size; {unit} = training compute "
-        f"spent (3 x forward x training images, powers of 2^10 of those GFLOPs); wall, GPU columns: mean per run.",
+        f"spent (3 x training forward, a model's training-only modules included, x training images, "
+        f"powers of 2^10 of those GFLOPs); wall, GPU columns: mean per run.",
     ] + notes
     text = markdown_table([h for h, _, _ in cols], body,
                           "\n".join(f"- {line}" for line in legend + ["**What this shows:**"])

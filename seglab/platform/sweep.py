@@ -257,7 +257,7 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
               f"{', '.join(sorted(sweep.space))}" + (", ASHA early stopping" if sweep.scheduler == "asha" else ""),
               flush=True)
 
-    runs = apply_budget(runs, [x.gflops for x in summaries], sweep)
+    runs = apply_budget(runs, summaries, sweep)
     if sweep.budget != "schedule":
         for r in runs:
             print(f"  budget={sweep.budget}: {r.label}: " + (f"{r.trainer.epochs} epochs" if sweep.budget == "flops"
@@ -331,7 +331,8 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
         tracking.set_terminated(parent_id, "FAILED", uri)
         _write_state(storage, {**state, "status": "FAILED"})
         raise
-    gflops = {flops_key(r): x.gflops for r, x in zip(runs, summaries) if math.isfinite(x.gflops)}
+    gflops = {flops_key(r): (x.gflops, x.train_gflops) for r, x in zip(runs, summaries)
+              if math.isfinite(x.gflops) and math.isfinite(x.train_gflops)}
     ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id, "gflops": gflops,
            "storage_path": str(storage / "train"), "use_gpu": use_gpu, "method": method.name, "resources": resources}
     errors: List[str] = []

@@ -242,13 +242,14 @@ def epoch_done(start_epoch: int, epoch_times: List[float], last_metrics: Dict[st
 
 
 def training_gflops(run: RunConfig, num_classes: int, hw: Tuple[int, int], images: int) -> float:
-    """Training compute spent: 3 x the forward GFLOPs of one ``hw`` image (forward + backward,
-    the usual 1:2 estimate) x the images trained on, in the ``gflops`` metric's convention."""
+    """Training compute spent: 3 x the training-forward GFLOPs of one ``hw`` image (targets given,
+    train mode, so a model's training-only modules count; forward + backward, the usual
+    1:2 estimate) x the images trained on, in the ``gflops`` metric's convention."""
     from seglab.models.complexity import count_flops
 
     with torch.device("meta"):
         model = build_model(run.model, num_classes, load_weights=False)
-    return 3.0 * count_flops(model, input_size=hw) * images
+    return 3.0 * count_flops(model, input_size=hw, train=True) * images
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
