@@ -237,6 +237,8 @@ def validate_run(run: RunConfig, count_flops: bool = True, known_gflops: Optiona
     if count_flops:
         size = tuple(run.trainer.flops_input_size)
         known = (known_gflops or {}).get(flops_key(run))  # (inference, training) counted by the sweep's driver
+        if isinstance(known, (int, float)):  # a sweep started before training GFLOPs were carried
+            known = (known, _flops(model, input_size=size, train=True))
         gflops, train_gflops = (map(float, known) if known is not None else
                                 (_flops(model, input_size=size), _flops(model, input_size=size, train=True)))
     summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,

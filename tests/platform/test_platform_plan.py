@@ -301,3 +301,23 @@ def test_selection_fraction_holds_out_train_files_by_name(tmp_path):
     assert names(build_datasets(cfg)[1]) == names(selection)
     with pytest.raises(ConfigError, match="selection_fraction must be null or a number in"):
         DatasetConfig.from_dict({"name": "cityscapes", "selection_fraction": 1.5})
+
+
+def test_a_trial_reuses_the_drivers_counts_and_counts_training_for_an_older_cache():
+    """validate_run takes (inference, training) GFLOPs from the driver's cache; a cache of a sweep
+    started before training GFLOPs were carried (inference only) gets the training count added."""
+    from seglab.models.complexity import count_flops
+    from seglab.platform.build import build_model, flops_key, validate_run
+    from seglab.platform.config import RunConfig
+
+    import torch
+
+    run = RunConfig.from_dict({"model": {"name": "phgmm_r18", "num_components": 2, "latent_dim": 8},
+                               "loss": {"name": "phgmm"}, "trainer": {"flops_input_size": [64, 64]},
+                               "dataset": {"name": "synthetic", "image_size": [32, 64]}})
+    summary = validate_run(run, known_gflops={flops_key(run): (1.5, 2.5)})
+    assert (summary.gflops, summary.train_gflops) == (1.5, 2.5)
+    with torch.device("meta"):
+        model = build_model(run.model, summary.num_classes, load_weights=False)
+    summary = validate_run(run, known_gflops={flops_key(run): 1.5})
+    assert (summary.gflops, summary.train_gflops) == (1.5, count_flops(model, (64, 64), train=True))
