@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -13,7 +13,9 @@ FLOPS_CONVENTION = (
     "for one image (batch 1) of the given input size, divided by 2**30 "
     "(HRNet README / modelsummary.py convention; torch FlopCounterMode counts 2 FLOPs per "
     "multiply-add, so its count is halved). Normalisation, activations, interpolation and "
-    "resampling are not counted."
+    "resampling are not counted. The training count (count_flops(train=True)) is the forward a training "
+    "step runs: with labels, in train mode, so training-only modules (PHGMM's PostNet) are included; it is "
+    "counted on a batch of 2 and halved (per image)."
 )
 
 _aten = torch.ops.aten
@@ -50,34 +52,70 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _count_multiply_adds(model: nn.Module, images: torch.Tensor) -> int:
+def _count_multiply_adds(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None) -> int:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(images)
+        if targets is None:
+            model(images)
+        else:
+            model(images, targets)
     per_op = counter.get_flop_counts().get("Global", {})
     return sum(n for op, n in per_op.items() if op in _COUNTED_OPS) // 2
 
 
-def count_flops(model: nn.Module, input_size: Tuple[int, int] = (1024, 2048), in_chans: int = 3) -> float:
-    """GFLOPs of one forward pass at ``input_size = (H, W)``, see :data:`FLOPS_CONVENTION`.
+def _inputs(batch: int, in_chans: int, size: Tuple[int, int], train: bool, device: torch.device,
+            dtype: torch.dtype) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """A zero image batch ``(batch, in_chans, H, W)`` and, for a training forward, zero class ids
+    ``(batch, H, W)`` (long; class 0 is in range for every model)."""
+    images = torch.zeros(batch, in_chans, *size, device=device, dtype=dtype)
+    targets = torch.zeros(batch, *size, device=device, dtype=torch.long) if train else None
+    return images, targets
+
+
+def _count_on_real_model(model: nn.Module, size: Tuple[int, int], in_chans: int, train: bool, batch: int,
+                         dtype: torch.dtype) -> int:
+    """The fallback of :func:`count_flops`: the real model under ``no_grad`` in eval (or train) mode on
+    zero inputs; its training flags and buffers (BatchNorm statistics) are restored afterwards."""
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    modes = {m: m.training for m in model.modules()}
+    buffers = {id(b): b.detach().clone() for b in model.buffers()} if train else {}
+    model.train(train)
+    try:
+        return _count_multiply_adds(model, *_inputs(batch, in_chans, size, train, device, dtype))
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        with torch.no_grad():
+            for b in model.buffers():
+                if id(b) in buffers:
+                    b.copy_(buffers[id(b)])
+
+
+def count_flops(model: nn.Module, input_size: Tuple[int, int] = (1024, 2048), in_chans: int = 3,
+                train: bool = False) -> float:
+    """GFLOPs of one forward pass of one image at ``input_size = (H, W)``, see :data:`FLOPS_CONVENTION`.
+
+    ``train=False`` (the inference count, the ``gflops`` column): ``model(images)`` in eval mode.
+    ``train=True`` (a method's training compute): the forward a training step runs,
+    ``model(images, targets)`` in train mode with dummy targets (class ids 0, ``(B, H, W)`` long), so
+    modules that run only in training with labels (PHGMM's PostNet) are counted. It runs on a batch
+    of 2 (BatchNorm in train mode needs more than one value per channel) and is halved: every
+    counted op is per image. Losses are not part of the model and are not counted. Every registered
+    model's ``forward(images, targets=None)`` accepts the targets.
 
     Runs on a copy of ``model`` on the ``meta`` device (shapes only, no compute, no memory for
-    activations). If some op has no meta implementation, falls back to the real model in eval
-    mode under ``no_grad`` with a real zero image (training flags restored afterwards).
+    activations). If some op has no meta implementation, falls back to the real model under
+    ``no_grad`` with real zero inputs (training flags and, for ``train=True``, buffers such as
+    BatchNorm statistics restored afterwards).
     """
-    h, w = input_size
+    size = tuple(input_size)
     param = next(iter(model.parameters()), None)
     dtype = param.dtype if param is not None else torch.float32
-    meta_model = _meta_copy(model).eval()
+    batch = 2 if train else 1
+    meta_model = _meta_copy(model).train(train)
     try:
-        macs = _count_multiply_adds(meta_model, torch.empty(1, in_chans, h, w, device="meta", dtype=dtype))
+        macs = _count_multiply_adds(meta_model, *_inputs(batch, in_chans, size, train, torch.device("meta"), dtype))
     except (NotImplementedError, RuntimeError):
-        device = param.device if param is not None else torch.device("cpu")
-        modes = {m: m.training for m in model.modules()}
-        model.eval()
-        try:
-            macs = _count_multiply_adds(model, torch.zeros(1, in_chans, h, w, device=device, dtype=dtype))
-        finally:
-            for m, training in modes.items():
-                m.training = training
-    return macs / 2**30
+        macs = _count_on_real_model(model, size, in_chans, train, batch, dtype)
+    return macs / batch / 2**30

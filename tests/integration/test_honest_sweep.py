@@ -89,7 +89,7 @@ def test_warm_start_seeds_confirmation_and_report_split(ray_cluster, mlflow_stor
         assert r.data.tags["seglab.report_split"] == "test" and r.data.tags["seglab.selection_split"] == "val"
         name = r.data.tags["seglab.model"]
         if name not in crop_gflops:
-            crop_gflops[name] = count_flops(build_model(name, num_classes=9), input_size=(32, 64))
+            crop_gflops[name] = count_flops(build_model(name, num_classes=9), input_size=(32, 64), train=True)
         images = 2 * 8  # 2 epochs x 8 training images (batch 2 x 4 steps, one worker)
         assert m["train_gflops_spent"] == pytest.approx(3 * crop_gflops[name] * images, rel=1e-6)
 

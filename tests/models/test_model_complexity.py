@@ -69,3 +69,26 @@ def test_count_flops_on_a_meta_model_and_other_channels():
 def test_convention_is_stated():
     for word in ("multiply-adds", "2**30", "bias", "batch 1"):
         assert word in FLOPS_CONVENTION
+
+
+class TakesTargets(ConvLinear):
+    """ConvLinear with the models' ``forward(images, targets=None)``; records what it was given."""
+
+    calls = []
+
+    def forward(self, x, targets=None):
+        self.calls.append((self.training, None if targets is None else (tuple(targets.shape), targets.dtype)))
+        return super().forward(x)
+
+
+def test_training_count_feeds_targets_in_train_mode_and_leaves_the_model_alone():
+    model = TakesTargets(needs_real_data=True).eval()  # .item() -> the real-tensor fallback runs too
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    TakesTargets.calls.clear()
+    ConvLinear.devices_seen.clear()
+    assert count_flops(model, input_size=(16, 24), train=True) == expected_gflops(16, 24)  # per image
+    # a batch of 2 (BatchNorm in train mode needs > 1 value per channel), long class ids (B, H, W)
+    assert TakesTargets.calls == [(True, ((2, 16, 24), torch.long))] * 2
+    assert ConvLinear.devices_seen == ["meta", "cpu"]
+    assert not model.training and not model.bn.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics restored

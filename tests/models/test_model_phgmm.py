@@ -180,6 +180,43 @@ def test_r101_flops_at_384x768_by_hand(capsys):
         print(f"\nphgmm_r101 C=12 K=12 at 384x768: {gflops:.2f} GFLOPs (PostNet not run)")
 
 
+def resnet18_macs(in_chans, h, w):
+    """Multiply-adds of the ResNet-18 trunk (no fc) on an ``h x w`` image (sides multiples of 32), by hand."""
+    px = {s: h * w // s**2 for s in (2, 4, 8, 16, 32)}
+    macs = 64 * in_chans * 49 * px[2] + 4 * 64 * 64 * 9 * px[4]  # stem conv1; layer1: 2 blocks x 2 convs
+    for cin, cout, stride in ((64, 128, 8), (128, 256, 16), (256, 512, 32)):  # layer2..4
+        n = px[stride]
+        macs += cout * cin * 9 * n + cout * cout * 9 * n + cout * cin * n  # block 1: conv1, conv2, downsample
+        macs += 2 * cout * cout * 9 * n  # block 2
+    return macs
+
+
+def test_training_flops_exceed_inference_by_exactly_postnets_share(capsys):
+    """Item 5 (issue 19): a training forward (targets given, train mode) runs PostNet; the inference
+    count does not. The difference is PostNet's multiply-adds: its trunk on image + one-hot labels,
+    the level summaries and the mixture FCs, by hand and by counting PostNet alone on its input."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    C, K, D, H, W = 4, TINY["num_components"], TINY["latent_dim"], 64, 96
+    assert round(count_flops(meta(resnet18), (H, W)) * 2**30) == resnet18_macs(3, H, W)  # the hand count holds
+    model = build_meta("phgmm_r18", num_classes=C, **TINY)
+    model.eval()
+    inference = round(count_flops(model, (H, W)) * 2**30)
+    training = round(count_flops(model, (H, W), train=True) * 2**30)
+    px = [H * W // s**2 for s in (4, 8, 16, 32)]
+    postnet = (resnet18_macs(3 + C, H, W) + sum(C * ch * 9 * n for ch, n in zip((64, 128, 256, 512), px))
+               + 4 * C * D + 2 * D * K * D + D * K)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.postnet(torch.empty(1, 3, H, W, device="meta"), torch.zeros(1, H, W, dtype=torch.long, device="meta"))
+    assert counter.get_total_flops() // 2 == postnet
+    assert training - inference == postnet
+    assert not model.training  # the model's own mode is left alone
+    with capsys.disabled():
+        print(f"\nphgmm_r18 C=4 tiny at {H}x{W}: inference {inference:,} MACs, training forward {training:,} "
+              f"(PostNet {postnet:,})")
+
+
 def test_count_inference_parameters_keeps_shared_and_plain_models():
     class Toy(nn.Module):
         def __init__(self):

@@ -71,6 +71,23 @@ def test_forward_backward_tiny_input(name):
     assert head_grad > 0
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_training_forward_flops_every_model(name):
+    """count_flops(train=True) runs every model's training forward (dummy targets, train mode, on the
+    meta device); only models with training-only modules (PHGMM's PostNet) count more than inference."""
+    from seglab.models.complexity import count_flops
+    from tests.models.conftest import build_meta
+
+    model = build_meta(name, num_classes=5)
+    inference = count_flops(model, input_size=(64, 64))
+    training = count_flops(model, input_size=(64, 64), train=True)
+    assert model.training  # left as built
+    if hasattr(model, "training_only_modules"):
+        assert training > inference > 0
+    else:
+        assert training == inference > 0
+
+
 def test_odd_input_size_rounds_up():
     model = build_model("hrnet_w18_small_v1", num_classes=3).eval()
     with torch.no_grad():

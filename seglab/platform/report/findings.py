@@ -13,7 +13,8 @@ ZERO_IOU = 0.005  # a class IoU below this reads 0.00: "never predicted right"
 BUDGETS = {
     "schedule": "schedule (every run trains the same epochs; training compute differs with the model, "
                 "see train FLOPs: not an equal-compute comparison)",
-    "flops": "flops (every run spends the baseline's training FLOPs: epochs scaled by the GFLOPs ratio)",
+    "flops": "flops (every run spends the baseline's training FLOPs: epochs scaled by the training-forward "
+             "GFLOPs ratio)",
     "time": "time (every run gets the same seconds of training -- validation, pictures and checkpoints not "
             "counted; depends on the hardware it ran on)",
 }

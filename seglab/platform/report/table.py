@@ -133,8 +133,8 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
         f"the seeds both have, points. sel. score = the selection metric {metric} of the chosen epoch on the "
         f"selection split: what selection used, not a result.",
         f"GFLOPs = conv+linear multiply-adds / 2^30 at the logged model.flops_input size; {unit} = training compute "
-        f"spent (3 x training forward x training images, powers of 2^10 of those GFLOPs); wall, GPU columns: mean "
-        f"per run.",
+        f"spent (3 x training forward, a model's training-only modules included, x training images, powers of 2^10 "
+        f"of those GFLOPs); wall, GPU columns: mean per run.",
     ] + notes
     text = markdown_table([h for h, _, _ in cols], body,
                           "\n".join(f"- {line}" for line in legend + ["**What this shows:**"])

@@ -186,14 +186,17 @@ def with_seeds(runs: List[RunConfig], seeds: int, first: int = 0, phase: Optiona
     return out
 
 
-def apply_budget(runs: List[RunConfig], gflops: List[float], sweep: SweepConfig) -> List[RunConfig]:
+def apply_budget(runs: List[RunConfig], summaries: List[Any], sweep: SweepConfig) -> List[RunConfig]:
     """Make the runs equal in what ``sweep.budget`` names: ``schedule`` leaves them as planned;
-    ``flops`` scales each run's epochs by the baseline's GFLOPs over its own (rounded, >= 1), so
-    every run spends about the baseline's training compute; ``time`` gives every run
-    ``trainer.time_limit_s = sweep.time_budget_s`` (the lr schedule runs over that time)."""
+    ``flops`` scales each run's epochs by the baseline's training-forward GFLOPs over its own
+    (``RunSummary.train_gflops``, one per run in ``summaries``: a model's training-only modules
+    included; rounded, >= 1), so every run spends about the baseline's training compute;
+    ``time`` gives every run ``trainer.time_limit_s = sweep.time_budget_s`` (training seconds; the
+    lr schedule runs over them)."""
     if sweep.budget == "schedule":
         return runs
     out = []
+    gflops = [s.train_gflops for s in summaries]
     reference = next((g for r, g in zip(runs, gflops) if r.baseline), gflops[0] if gflops else None)
     for run, g in zip(runs, gflops):
         r = RunConfig.from_dict(copy.deepcopy(run.to_dict()))

@@ -51,7 +51,7 @@ def plan_and_validate(base: Dict[str, Any], sweep: SweepConfig
         print(f"  - {sweep.num_samples} run(s) proposed by Optuna (TPE, seed {sweep.seed}) over "
               f"{', '.join(sorted(sweep.space))}" + (", ASHA early stopping" if sweep.scheduler == "asha" else ""),
               flush=True)
-    runs = apply_budget(runs, [x.gflops for x in summaries], sweep)
+    runs = apply_budget(runs, summaries, sweep)
     if sweep.budget != "schedule":
         for r in runs:
             print(f"  budget={sweep.budget}: {r.label}: " + (f"{r.trainer.epochs} epochs" if sweep.budget == "flops"
@@ -118,7 +118,8 @@ def summaries_for_trials(runs: List[RunConfig], summaries: List[RunSummary]) -> 
     out = {}
     for r, s in zip(runs, summaries):
         if math.isfinite(s.gflops):
-            out[flops_key(r)] = {"params": s.params, "gflops": s.gflops, "flops_input_size": list(s.flops_input_size),
+            out[flops_key(r)] = {"params": s.params, "gflops": s.gflops, "train_gflops": s.train_gflops,
+                                 "flops_input_size": list(s.flops_input_size),
                                  "inference_params": s.inference_params, "num_classes": s.num_classes}
     return out
 

@@ -124,7 +124,8 @@ def trial_summary(run: RunConfig, ctx: Dict[str, Any]):
     if known is None:
         return validate_run(run)
     return RunSummary(int(known["num_classes"]), [], int(known["params"]), float(known["gflops"]),
-                      tuple(known["flops_input_size"]), known.get("inference_params"))
+                      tuple(known["flops_input_size"]), known.get("inference_params"),
+                      float(known.get("train_gflops", float("nan"))))
 
 
 def _raise_if_failed(trial_dir: Path, run_id: str, label: str, uri: str) -> None:

@@ -23,7 +23,11 @@ from seglab.platform.sweep.plan import representative_point, run_for_point
 
 @dataclass
 class RunSummary:
-    """What a validated run looks like: used for logging and the comparison table."""
+    """What a validated run looks like: used for logging, the comparison table and the compute budget.
+
+    ``gflops`` is one image's inference forward (the ``gflops`` column); ``train_gflops`` one image's
+    training forward (targets given, train mode: training-only parts such as PHGMM's PostNet run),
+    what ``sweep.budget=flops`` equalises. Both at ``flops_input_size``, see ``count_flops``."""
 
     num_classes: int
     class_names: list
@@ -31,6 +35,7 @@ class RunSummary:
     gflops: float
     flops_input_size: Tuple[int, int]
     inference_params: Optional[int] = None  # without training-only parts (PHGMM's PostNet)
+    train_gflops: float = float("nan")
 
 
 def flops_key(run: RunConfig) -> str:
@@ -41,8 +46,9 @@ def flops_key(run: RunConfig) -> str:
     return json.dumps([model, list(run.trainer.flops_input_size)], sort_keys=True, default=str)
 
 
-def validate_run(run: RunConfig, count_flops: bool = True, known_gflops: Optional[dict] = None) -> RunSummary:
-    """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad."""
+def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
+    """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad.
+    With ``count_flops`` its inference and training forwards are counted (else NaN)."""
     from seglab.models.complexity import count_flops as _flops
     from seglab.models.complexity import count_inference_parameters, count_parameters
 
@@ -59,12 +65,12 @@ def validate_run(run: RunConfig, count_flops: bool = True, known_gflops: Optiona
                           f"{num_classes} classes")
     with torch.device("meta"):
         model = build_model(run.model, num_classes, load_weights=False)
-    gflops = float("nan")
+    gflops = train_gflops = float("nan")
     if count_flops:
-        known = (known_gflops or {}).get(flops_key(run))  # counted by the sweep's driver already
-        gflops = float(known) if known is not None else _flops(model, input_size=tuple(run.trainer.flops_input_size))
+        size = tuple(run.trainer.flops_input_size)
+        gflops, train_gflops = _flops(model, input_size=size), _flops(model, input_size=size, train=True)
     summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
-                         tuple(run.trainer.flops_input_size), count_inference_parameters(model))
+                         tuple(run.trainer.flops_input_size), count_inference_parameters(model), train_gflops)
     methods.for_run(run).validate(run, summary)
     if run.model.pretrained:  # after the method's own checks, which say more (e.g. PHGMM's PostNet classes)
         from seglab.models.pretrained import check_pretrained

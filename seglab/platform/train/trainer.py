@@ -363,14 +363,15 @@ class Trainer:
 
 
 def training_gflops(run: RunConfig, num_classes: int, hw: Tuple[int, int], images: int) -> float:
-    """Training compute spent: 3 x the forward GFLOPs of one ``hw`` image (forward + backward,
-    the usual 1:2 estimate) x the images trained on, in the ``gflops`` metric's convention."""
+    """Training compute spent: 3 x the training-forward GFLOPs of one ``hw`` image (targets given,
+    train mode, so a model's training-only modules count; forward + backward, the usual
+    1:2 estimate) x the images trained on, in the ``gflops`` metric's convention."""
     from seglab.models.complexity import count_flops
     from seglab.platform.build import build_model
 
     with torch.device("meta"):
         model = build_model(run.model, num_classes, load_weights=False)
-    return 3.0 * count_flops(model, input_size=hw) * images
+    return 3.0 * count_flops(model, input_size=hw, train=True) * images
 
 
 def resumed_trainer(trainer: Trainer, state: Optional[Dict[str, Any]], trial_dir: Optional[Path]) -> Trainer:

@@ -320,14 +320,70 @@ def test_flops_budget_scales_epochs_by_the_gflops_ratio_and_time_sets_the_limit(
 
     base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.epochs=20", "sweep.budget=flops"])
     runs = plan_trials(base, sweep)  # baseline, then OVeNet
-    out = apply_budget(runs, [10.0, 13.5], sweep)
+    out = apply_budget(runs, _summaries(10.0, 13.5), sweep)
     assert [r.trainer.epochs for r in out] == [20, 15]  # round(20 * 10 / 13.5) = round(14.81)
     assert [r.trainer.epochs for r in runs] == [20, 20]  # the plan itself is not modified
     base, sweep = _compose(["sweep.kappa=[0.25]", "sweep.budget=time", "sweep.time_budget_s=90"])
-    out = apply_budget(plan_trials(base, sweep), [10.0, 13.5], sweep)
+    out = apply_budget(plan_trials(base, sweep), _summaries(10.0, 13.5), sweep)
     assert [r.trainer.time_limit_s for r in out] == [90.0, 90.0]
     base, sweep = _compose(["sweep.kappa=[0.25]"])
-    assert apply_budget(plan_trials(base, sweep), [10.0, 13.5], sweep)[1].trainer.epochs == 10  # schedule: as planned
+    assert apply_budget(plan_trials(base, sweep), _summaries(10.0, 13.5), sweep)[1].trainer.epochs == 10  # schedule
+
+
+def _summaries(*train_gflops, inference=None):
+    """RunSummary per run: ``train_gflops`` as given, inference GFLOPs ``inference`` (default: the same)."""
+    from seglab.platform.sweep.validate import RunSummary
+
+    return [RunSummary(9, [], 1, g if inference is None else inference, (64, 128), train_gflops=g)
+            for g in train_gflops]
+
+
+def test_flops_budget_uses_the_training_forward_not_the_inference_gflops():
+    """Item 5 (issue 19): two runs with the same inference GFLOPs (10) whose training forwards cost 10
+    and 25 (PHGMM's PostNet runs only in training): the second trains round(20 * 10 / 25) = 8 epochs."""
+    from seglab.platform.sweep.plan import apply_budget
+
+    base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.epochs=20", "sweep.budget=flops"])
+    out = apply_budget(plan_trials(base, sweep), _summaries(10.0, 25.0, inference=10.0), sweep)
+    assert [r.trainer.epochs for r in out] == [20, 8]
+
+
+def test_phgmm_sweep_budget_and_spent_compute_count_postnet():
+    """The PHGMM plan validated as the sweep does it: each summary's training GFLOPs is the inference
+    count plus PostNet's own (counted alone on its input); the flops budget gives PHGMM
+    round(20 * baseline / PHGMM) epochs of those; ``training_gflops`` is 3 x training forward x images."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seglab.models.complexity import count_flops
+    from seglab.platform.build import build_model
+    from seglab.platform.sweep.plan import apply_budget
+    from seglab.platform.sweep import validate_sweep
+    from seglab.platform.train.trainer import training_gflops
+
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = OmegaConf.to_container(compose(config_name="phgmm", overrides=[
+            "trainer=tiny", "trainer.epochs=20", "trainer.flops_input_size=[64,128]", "sweep.budget=flops",
+            "dataset.image_size=[32,64]", "dataset.train.num_samples=2", "dataset.train.crop_size=[32,64]",
+            "dataset.val.num_samples=2", "dataset.test.num_samples=2"]), resolve=True)
+    sweep = SweepConfig.from_dict(cfg.pop("sweep"))
+    runs = plan_trials(cfg, sweep)
+    assert [r.baseline for r in runs] == [True, False] and runs[1].model.name == "phgmm_r18"
+    summaries = validate_sweep(cfg, sweep, runs, verify_data=False)
+    with torch.device("meta"):
+        baseline, phgmm = (build_model(r.model, summaries[0].num_classes, load_weights=False) for r in runs)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        phgmm.postnet(torch.empty(1, 3, 64, 128, device="meta"), torch.zeros(1, 64, 128, dtype=torch.long, device="meta"))
+    postnet = counter.get_total_flops() // 2 / 2**30
+    assert summaries[0].train_gflops == summaries[0].gflops == count_flops(baseline, (64, 128))
+    assert summaries[1].gflops == count_flops(phgmm, (64, 128))  # the inference column is unchanged
+    assert summaries[1].train_gflops == pytest.approx(summaries[1].gflops + postnet, rel=1e-12)
+    epochs = round(20 * summaries[0].train_gflops / summaries[1].train_gflops)
+    assert epochs != round(20 * summaries[0].gflops / summaries[1].gflops)  # the two budgets differ here
+    assert [r.trainer.epochs for r in apply_budget(runs, summaries, sweep)] == [20, max(1, epochs)]
+    spent = training_gflops(runs[1], summaries[1].num_classes, (64, 128), images=7)
+    assert spent == pytest.approx(3 * 7 * (summaries[1].gflops + postnet), rel=1e-12)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -374,3 +430,31 @@ def test_selection_fraction_holds_out_train_files_by_name(tmp_path):
     assert names(build_datasets(cfg)[1]) == names(selection)
     with pytest.raises(ConfigError, match="selection_fraction must be null or a number in"):
         DatasetConfig.from_dict({"name": "cityscapes", "selection_fraction": 1.5})
+
+
+def test_a_trial_reuses_the_drivers_counts(monkeypatch):
+    """Issue 20 item 4: the sweep's driver counts each architecture once (inference and training
+    GFLOPs, parameters); a trial of that architecture logs those numbers without building a model or
+    its data sets, and counts only an architecture the driver has not seen (an Optuna proposal)."""
+    from seglab.platform.config import RunConfig
+    from seglab.platform.sweep import trial, validate
+    from seglab.platform.sweep.runner import summaries_for_trials
+
+    def run_with(k):
+        return RunConfig.from_dict({"model": {"name": "phgmm_r18", "num_components": k, "latent_dim": 8},
+                                    "loss": {"name": "phgmm"}, "trainer": {"flops_input_size": [64, 64]},
+                                    "dataset": {"name": "synthetic", "image_size": [32, 64]}})
+
+    counted = validate.validate_run(run_with(2))
+    other = validate.validate_run(run_with(3))
+    ctx = {"summaries": summaries_for_trials([run_with(2)], [counted])}
+
+    def no_count(*args, **kwargs):
+        raise AssertionError("the trial counted again")
+
+    monkeypatch.setattr(validate, "validate_run", no_count)
+    reused = trial.trial_summary(run_with(2), ctx)
+    assert (reused.params, reused.gflops, reused.train_gflops, reused.inference_params, reused.flops_input_size) \
+        == (counted.params, counted.gflops, counted.train_gflops, counted.inference_params, (64, 64))
+    monkeypatch.undo()
+    assert trial.trial_summary(run_with(3), ctx).train_gflops == other.train_gflops > counted.train_gflops
