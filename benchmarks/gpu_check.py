@@ -4,7 +4,7 @@
                                    [--seconds 60] [--device 0] [--interval 5]
 
 Trains ``--model`` on random images on ``cuda:<device>`` for ``--seconds`` while
-:class:`seglab.platform.gpu_monitor.GpuMonitor` samples that GPU (into memory, no MLflow) and
+:class:`seglab.platform.monitoring.gpu.GpuMonitor` samples that GPU (into memory, no MLflow) and
 ``nvidia-smi --query-gpu=... -l 1`` samples the same GPU (by the UUID the monitor resolved) in
 parallel, then prints mean utilisation %, max memory (GB = 1e9 bytes) and mean power (W) from
 each over the same time window, with their ratio, and the CUDA -> NVML device mapping used.
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # seglab from this checkout
 
@@ -91,6 +91,43 @@ class MemorySink:
         self.tags[key] = value
 
 
+def training_step(model_name: str, classes: int, batch: int, h: int, w: int, device) -> Callable[[], None]:
+    """One SGD step of ``model_name`` on a fixed random batch on ``device``, as a function."""
+    import torch
+
+    from seglab.models import build_model
+
+    model = build_model(model_name, num_classes=classes).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
+    images = torch.randn(batch, 3, h, w, device=device)
+    labels = torch.randint(0, classes, (batch, h, w), device=device)
+
+    def step() -> None:
+        logits = model(images).logits
+        if logits.shape[-2:] != labels.shape[-2:]:
+            logits = torch.nn.functional.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
+                                                     align_corners=False)
+        loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def print_comparison(ours: Dict[str, float], theirs: Dict[str, float]) -> None:
+    """The table of GpuMonitor's and nvidia-smi's summaries side by side, with their ratio."""
+    print(f"| {'quantity':<16} | {'GpuMonitor':>10} | {'nvidia-smi':>10} | {'ratio':>6} |")
+    print(f"|{'-' * 18}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
+    for label, key, fmt in (("mean util %", "util_pct_mean", ".1f"), ("max mem (GB)", "mem_used_gb_max", ".2f"),
+                            ("mean power (W)", "power_w_mean", ".1f")):
+        mine, other = ours.get(key), theirs.get(key)
+        cell = lambda v: format(v, fmt) if v is not None else "-"  # noqa: E731
+        ratio = f"{mine / other:.3f}" if mine is not None and other else "-"
+        print(f"| {label:<16} | {cell(mine):>10} | {cell(other):>10} | {ratio:>6} |")
+
+
 class SmiReader:
     """``nvidia-smi ... -l 1`` for one GPU in a subprocess, its lines gathered by a thread."""
 
@@ -141,28 +178,13 @@ def main() -> int:
         print("gpu_check: nvidia-smi is not on PATH")
         return 2
 
-    from seglab.models import build_model
-    from seglab.platform.gpu_monitor import GpuMonitor, _torch_cuda_uuid
+    from seglab.platform.monitoring.devices import torch_cuda_uuid
+    from seglab.platform.monitoring.gpu import GpuMonitor
 
     h, w = (int(v) for v in a.size.split("x"))
     device = torch.device("cuda", a.device)
     torch.cuda.set_device(device)
-    model = build_model(a.model, num_classes=a.classes).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
-    images = torch.randn(a.batch, 3, h, w, device=device)
-    labels = torch.randint(0, a.classes, (a.batch, h, w), device=device)
-
-    def step() -> None:
-        logits = model(images).logits
-        if logits.shape[-2:] != labels.shape[-2:]:
-            logits = torch.nn.functional.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
-                                                     align_corners=False)
-        loss = criterion(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(a.model, a.classes, a.batch, h, w, device)
     for _ in range(3):  # warm-up (cuDNN autotuning, allocator)
         step()
     torch.cuda.synchronize()
@@ -194,19 +216,12 @@ def main() -> int:
           f"({steps * a.batch / (t1 - t0):.1f} img/s)")
     print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} "
           f"CUDA_DEVICE_ORDER={os.environ.get('CUDA_DEVICE_ORDER')!r}; torch's UUID of cuda:{a.device}: "
-          f"{_torch_cuda_uuid(a.device)}")
+          f"{torch_cuda_uuid(a.device)}")
     print(f"GpuMonitor: {monitor.devices[0]['name']} {uuid} found by {monitor.devices[0]['how']}; "
           f"{polls} logged intervals of {a.interval:g} s; nvidia-smi: {theirs['samples']} readings in the window "
           f"(of {len(lines)} lines)")
     print()
-    print(f"| {'quantity':<16} | {'GpuMonitor':>10} | {'nvidia-smi':>10} | {'ratio':>6} |")
-    print(f"|{'-' * 18}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
-    for label, key, fmt in (("mean util %", "util_pct_mean", ".1f"), ("max mem (GB)", "mem_used_gb_max", ".2f"),
-                            ("mean power (W)", "power_w_mean", ".1f")):
-        mine, other = ours.get(key), theirs.get(key)
-        cell = lambda v: format(v, fmt) if v is not None else "-"  # noqa: E731
-        ratio = f"{mine / other:.3f}" if mine is not None and other else "-"
-        print(f"| {label:<16} | {cell(mine):>10} | {cell(other):>10} | {ratio:>6} |")
+    print_comparison(ours, theirs)
     if not rows:
         print("gpu_check: nvidia-smi gave no readings in the window; its output was:\n" + "\n".join(lines[-5:]))
         return 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform.test_trial_log import MlflowServer
+from tests.platform.tracking.mlflow_server import MlflowServer
 
 from .conftest import REPO, TINY_DATA
 

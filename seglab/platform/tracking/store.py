@@ -5,7 +5,9 @@ Who logs what:
   creating a fresh SQLite store at once fail in its migrations);
 - each trial's driver finds or creates its child run by a ``seglab.trial_key`` tag, so a restarted
   trial continues its run instead of opening a new one;
-- rank 0 of the trial's workers logs per-epoch metrics and the best checkpoint to that run.
+- rank 0 of the trial's workers logs per-epoch metrics and the best checkpoint to that run
+  (through a :class:`~seglab.platform.tracking.writer.RunWriter`, which keeps its journal and,
+  if the server stays down, an unsent file in the trial folder under the names below).
 """
 from __future__ import annotations
 
@@ -25,6 +27,26 @@ TRIAL_KEY_TAG = "seglab.trial_key"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
+# A trial folder's tracking files (rank 0's names; rank r > 0 has its own, see :func:`for_rank`):
+#: the writer's spool folder: its journal and the hard links of artifacts not yet delivered
+SPOOL_DIR = "mlflow_spool"
+#: the journal inside the spool folder (one JSON line per record, see seglab.platform.tracking.journal)
+JOURNAL_NAME = "journal.jsonl"
+#: what a writer could not deliver before its end (the journal's format)
+UNSENT_NAME = "mlflow_unsent.jsonl"
+#: records the tracking server refused (each with its error)
+REJECTED_NAME = "mlflow_rejected.jsonl"
+
+
+def for_rank(name: str, rank: int) -> str:
+    """The name of a trial folder's tracking file for worker ``rank``: ``name`` itself for rank 0,
+    else ``<stem>_rank<r><suffix>`` (``mlflow_spool_rank1``, ``mlflow_unsent_rank1.jsonl``), so
+    the ranks of one trial never share a journal."""
+    if not rank:
+        return name
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}_rank{int(rank)}{dot}{suffix}"
+
 
 def home() -> Path:
     """Where stores and run folders live: ``$SEGLAB_HOME`` or the current directory."""
@@ -36,7 +58,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
 
 
-def _is_remote(uri: Optional[str]) -> bool:
+def is_remote(uri: Optional[str]) -> bool:
     """True for a tracking server (http/https), False for a local store (SQLite, file)."""
     return str(uri or "").lower().startswith(("http://", "https://"))
 
@@ -50,7 +72,7 @@ def artifact_root(uri: Optional[str] = None) -> Optional[str]:
     explicit = os.environ.get("SEGLAB_ARTIFACT_ROOT")
     if explicit:
         return explicit
-    if _is_remote(uri or tracking_uri()):
+    if is_remote(uri or tracking_uri()):
         return None
     return (home() / "mlartifacts").as_uri()
 
@@ -165,8 +187,6 @@ def mark_unfinished_children(parent_run_id: str, uri: Optional[str] = None, stor
     A run whose worker could not deliver all its records (the tracking server was down when it
     finished: ``<trial>/mlflow_unsent.jsonl`` under ``storage_path``) is not closed: it gets the tag
     ``seglab.tracking_unsent=<file>``, and replaying the file delivers the rest and ends it."""
-    from seglab.platform.trial_log import UNSENT_NAME
-
     count = 0
     for run in child_runs(parent_run_id, uri):
         if run.info.status == "RUNNING":
