@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional
 from seglab.platform import tracking
 from seglab.platform.report.rows import display_name, sweeps
 
+CURVES, PER_CLASS, SCATTER = "val_miou_curves.png", "per_class_iou.png", "miou_vs_gflops.png"
+
 
 
 def _plt():

@@ -96,23 +96,25 @@ def make_writer(config: Dict[str, Any], rank: int, trial_dir: Path):
     the same run for their GPU samples (inactive without a tracking URI or run id)."""
     from seglab.platform.tracking.writer import RunWriter
 
+    if rank == 0:
+        return RunWriter(config.get("tracking_uri"), config.get("mlflow_run_id"), str(trial_dir))
     return RunWriter(config.get("tracking_uri"), config.get("mlflow_run_id"), str(trial_dir), rank=rank,
-                     owns_run=rank == 0)
+                     owns_run=False, flush_timeout_s=60.0)
 
 
 def hooks_for(trainer, trial_dir: Path, writer: Any, rank: int, config: Dict[str, Any]) -> List[HookBase]:
     """A trial's hooks, in order: stop/budget/failure checks, restart count, samplers, best checkpoint,
     pictures, Ray's report, progress, and tracking last (it ends the run's record)."""
     from seglab.platform.monitoring.gpu import GpuMonitor
-    from seglab.platform.monitoring.system import SystemSampler
+    from seglab.platform.monitoring.system import STATE_NAME, SystemSampler
     from seglab.platform.viz.panels import select_samples
 
     t = trainer.run.trainer
     interval = float(config.get("gpu_metrics_interval_s") or 5.0)
     samplers: List[Any] = [GpuMonitor(rank, writer, interval, devices=[trainer.device],
                                       step_offset_s=trainer.elapsed_before)]
-    if rank == 0:
-        samplers.append(SystemSampler(writer, interval_s=5.0, state_file=trial_dir / "system_step"))
+    if rank == 0 and writer.active:
+        samplers.append(SystemSampler(writer, interval_s=5.0, state_file=str(trial_dir / STATE_NAME)))
     viz = select_samples(len(trainer.val_dataset), t.viz_samples) if rank == 0 and writer.active and t.viz_samples else []
     return [H.StopMarker(trial_dir), H.TimeBudget(), H.FailOnce(trial_dir), H.RestartCount(trial_dir),
             H.Samplers(samplers), H.BestCheckpoint(trial_dir / "best.pt"), H.Pictures(viz), RayReport(), H.Progress(),

@@ -20,7 +20,7 @@ Colours shared by the panels: :data:`FIXED_COLOR` green, :data:`BROKEN_COLOR` re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import cv2
 import numpy as np

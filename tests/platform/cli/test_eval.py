@@ -259,7 +259,7 @@ def test_checkpoint_mode_leaves_a_bad_image_out(tmp_path, capsys, monkeypatch):
     """`seglab eval -o on_bad_sample=skip` with one corrupt val image: the scores are those of the
     two good images (worked out by hand), the skipped image is counted, no image is scored twice."""
     from seglab import metrics
-    from tests.platform.test_evaluation_bad_samples import AllSkin, expected_matrix, write_bad_val_split
+    from tests.platform.evaluation.test_bad_samples import AllSkin, expected_matrix, write_bad_val_split
 
     root = write_bad_val_split(tmp_path / "helen")
     _tiny_checkpoint(tmp_path / "best.pt", 11, {"name": "helen", "root": str(root)})

@@ -1,7 +1,6 @@
 """The evaluators' class means run over the data set's reported classes (``EvalContext.miou_classes``),
 as ``val_miou`` does: trimap (boundary and non-boundary) mIoU, F1 / precision / recall and the
 E-measure. Hand-built maps where the left-out class scores the opposite of the others."""
-import math
 
 import pytest
 import torch

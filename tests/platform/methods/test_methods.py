@@ -1,6 +1,5 @@
 """The method extension point: which method owns a run, search keys, labels, evaluators (that the
 generic machinery never names a method is tests/test_architecture.py's)."""
-import re
 from pathlib import Path
 
 import numpy as np

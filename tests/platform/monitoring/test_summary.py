@@ -97,6 +97,7 @@ def test_the_report_shows_the_trial_summary(store):
 
 def test_report_columns_from_hand_built_rows():
     from seglab.platform import report
+    from seglab.platform.report import files
 
     base = {"methods": (), "method": "hrnet", "best_val_miou": 0.5, "delta": None, "val_pixel_acc": 0.9,
             "params_m": 1.5, "gflops": 2.0, "wall_s": 100.0, "status": "FINISHED", "epochs": 8, "run_id": "x"}
@@ -108,7 +109,7 @@ def test_report_columns_from_hand_built_rows():
     cells = lambda line: [x.strip() for x in line.strip("|").split("|")]  # noqa: E731
     assert cells(lines[2])[-3:] == ["87.5", "0.056", "FINISHED"]
     assert cells(lines[3])[-3:] == ["-", "-", "FINISHED"]
-    csv_lines = report.to_csv(rows).splitlines()
+    csv_lines = files.to_csv(rows).splitlines()
     keys = csv_lines[0].split(",")
     assert csv_lines[1].split(",")[keys.index("gpu_util_pct")] == "87.5"
     assert csv_lines[2].split(",")[keys.index("gpu_hours")] == ""

@@ -191,7 +191,7 @@ def test_identical_differences_over_seeds_claim_nothing_and_log_no_interval(stor
     assert _table_rows(table)[1]["ovenet"]["Δ vs base"] == "+1.00 (no variation, n=3)"
     finding = next(line for line in table.splitlines() if "Δ of ovenet vs hrnet" in line)
     assert "no variation across seeds: no interval" in finding and "significant" not in finding
-    head = report.headline(rows, parent)
+    head = findings.headline(rows, parent)
     assert head["metrics"]["gain_over_baseline_mean"] == pytest.approx(1.0) and head["metrics"]["seeds"] == 3
     assert "gain_ci_low" not in head["metrics"] and "gain_ci_high" not in head["metrics"]
     report.log_to_parent(parent, rows, table, store)

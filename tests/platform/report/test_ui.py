@@ -3,7 +3,7 @@ table artifact's columns, the grouping tag, and the experiment kind (a real SQLi
 The browser checks are in tests/integration/test_mlflow_ui.py."""
 import json
 import math
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 

@@ -285,7 +285,7 @@ def test_ablation_table_has_the_papers_columns_and_switches():
 
 
 def test_ablation_table_shows_no_interval_when_seeds_do_not_vary():
-    from seglab.platform import stats
+    from seglab.platform.report import stats
 
     row = {"label": "Br4", "baseline": False, "tau": 0.2, "frozen": False, "branch": 4.0, "cascade": None,
            "loss_name": "ovenet", "criterion": "ce", "miou_initial": None, "miou_seed": None, "seeds": 3,
