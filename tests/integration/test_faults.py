@@ -32,7 +32,7 @@ RESUME = TINY_OVERRIDES + ["trainer.epochs=4", "dataset.train.num_samples=64", "
 
 def _trial(overrides, tmp_path, name):
     """Run one trial through the trial function (a TorchTrainer with 2 DDP workers, no Tune)."""
-    from seglab.platform.trainer import run_trial
+    from seglab.platform.sweep.trial import run_trial
 
     base, _ = compose(overrides)
     uri = tracking.tracking_uri()

@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from seglab.platform import report, tracking, ui
+from seglab.platform import report, tracking
+from seglab.platform.report import ui
 
 from .conftest import REPO, free_port
 

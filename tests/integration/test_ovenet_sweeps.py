@@ -123,8 +123,8 @@ def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ray_cluster, mlf
     """What ASHA's stop does end to end: the run sees its marker before epoch 2, closes its MLflow
     run (FINISHED, tagged) and frees its workers; the trial returns normally."""
     from seglab.platform.config import RunConfig
-    from seglab.platform.train_loop import stop_marker
-    from seglab.platform.trainer import run_trial
+    from seglab.platform.train.hooks import stop_marker
+    from seglab.platform.sweep.trial import run_trial
 
     base, _ = compose(SMALLEST + ["trainer.epochs=3", "trainer.viz_samples=0"])
     run = RunConfig.from_dict({**base, "label": "stopped"})
