@@ -281,14 +281,17 @@ class RunWriter:
 
     def _deliver_loop(self) -> None:
         try:
-            client = self._client()
-            delay = 0.5
-            while client is not None and not self._abandon.is_set():
+            client, delay = None, 0.5
+            while not self._abandon.is_set():
                 with self._cond:
                     self._cond.wait_for(lambda: self._pending or self._closing or self._abandon.is_set())
                     if not self._pending or self._abandon.is_set():
                         return
                     batch = next_batch(self._pending)
+                if client is None:  # MLflow is imported with the first record: a writer with none never pays for it
+                    client = self._client()
+                    if client is None:
+                        return
                 try:
                     deliver(client, batch)
                 except Exception as error:  # noqa: BLE001 - every failure is either retried or set aside
