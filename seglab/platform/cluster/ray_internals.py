@@ -134,3 +134,33 @@ def quiet_train_worker() -> None:
     import ray.train.v2._internal.execution.context as train_context
 
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
+_TRAINER_CLASS: dict = {}
+
+
+def trainer_class() -> type:
+    """``ray.train.torch.TorchTrainer`` without the Ray Data actor when a run passes no Ray datasets.
+
+    Ray 2.60's Train V2 starts a ``DatasetManager`` actor for every run (its ``DatasetsCallback``),
+    even with ``datasets={}``: one more process per trial, which imports Ray Data (seconds of CPU on
+    a small machine). seglab's runs load their data in the workers (PyTorch data sets), so the
+    callback is dropped when there are no datasets. Ray 2.60: the callbacks come from the private
+    ``DataParallelTrainer._create_default_callbacks`` and the class from
+    ``ray.train.v2._internal.callbacks.DatasetsCallback``. On an upgrade check both names; if either
+    is gone, return ``TorchTrainer`` itself (the only cost is the extra actor)."""
+    if "cls" not in _TRAINER_CLASS:
+        from ray.train.torch import TorchTrainer
+        from ray.train.v2._internal.callbacks import DatasetsCallback
+
+        class TorchTrainerWithoutRayData(TorchTrainer):
+            def _create_default_callbacks(self):
+                callbacks = super()._create_default_callbacks()
+                if self.datasets:
+                    return callbacks
+                return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+        TorchTrainerWithoutRayData.__module__, TorchTrainerWithoutRayData.__qualname__ = __name__, "TorchTrainerWithoutRayData"
+        globals()["TorchTrainerWithoutRayData"] = TorchTrainerWithoutRayData  # pickled by reference
+        _TRAINER_CLASS["cls"] = TorchTrainerWithoutRayData
+    return _TRAINER_CLASS["cls"]

@@ -66,13 +66,14 @@ class Table:
 @dataclass
 class StageContext:
     """What a sweep stage may use: the tracking store and parent run, a cache folder shared by
-    every node, and the sweep's resources (whether trials use GPUs)."""
+    every node, the sweep's resources (whether trials use GPUs) and whether there is a Ray cluster."""
 
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
     cache_dir: str
     use_gpu: bool = False
+    inprocess: bool = False  # cluster=inprocess: no Ray, a stage runs its work in this process
 
 
 class Stage:

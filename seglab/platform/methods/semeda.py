@@ -180,8 +180,6 @@ class EdgeNetStage(Stage):
     name = "semeda.edge_net"
 
     def run(self, runs: List[RunConfig], ctx: StageContext) -> Dict[str, Any]:
-        import ray
-
         from seglab.losses.semeda import load_edge_net
         from seglab.platform import tracking
 
@@ -202,9 +200,14 @@ class EdgeNetStage(Stage):
                     print(f"semeda: retraining the edge net of {r.dataset.name}: {error}", flush=True)
             if meta is None:
                 print(f"semeda: pre-training the edge net of {r.dataset.name} (stage 1) -> {path}", flush=True)
-                task = ray.remote(num_cpus=1, num_gpus=1 if ctx.use_gpu else 0, max_retries=1)(train_edge_net)
-                meta = ray.get(task.remote(r.to_dict(), key, str(path), ctx.tracking_uri, ctx.experiment_id,
-                                           ctx.parent_run_id))
+                args = (r.to_dict(), key, str(path), ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id)
+                if ctx.inprocess:
+                    meta = train_edge_net(*args)
+                else:  # a Ray task: on a GPU node when the trials use GPUs
+                    import ray
+
+                    task = ray.remote(num_cpus=1, num_gpus=1 if ctx.use_gpu else 0, max_retries=1)(train_edge_net)
+                    meta = ray.get(task.remote(*args))
             paths[key] = str(path)
             client = tracking.client(ctx.tracking_uri)
             client.set_tag(ctx.parent_run_id, f"semeda.edge_net.{key}", str(path))

@@ -17,6 +17,8 @@ SEARCHES = ("grid", "random", "optuna")
 BUDGETS = ("schedule", "flops", "time")
 SCHEDULERS = ("asha",)
 MODES = ("max", "min")
+INPROCESS = "inprocess"
+"""``cluster.name`` of the in-process executor (:mod:`seglab.platform.sweep.inprocess`): no Ray."""
 FROM_BASELINE = "@baseline"
 """``model.body_checkpoint`` value meaning: the best checkpoint of this sweep's baseline run."""
 
@@ -102,6 +104,9 @@ class SweepConfig:
         check(s.baseline_model is None or isinstance(s.baseline_model, str),
               f"sweep.baseline_model must be null or a model name (got {s.baseline_model!r})")
         _check_cluster(s.cluster)
+        check(not (s.scheduler and s.cluster.get("name") == INPROCESS),
+              "sweep.scheduler=asha needs Ray Tune: cluster=inprocess runs trials one after another; "
+              "drop sweep.scheduler or run on a Ray cluster (cluster=local)")
         check(isinstance(s.resume, bool) or (isinstance(s.resume, str) and s.resume.strip()),
               f"sweep.resume must be true, false or the path of a sweep folder (got {s.resume!r})")
         for name, values in s.space.items():

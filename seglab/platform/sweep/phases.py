@@ -72,11 +72,16 @@ def tune_config(state: SweepState, runs: List[RunConfig], *, search: bool = Fals
 
 def fit_phase(state: SweepState, runs: List[RunConfig], name: str, *, search: bool = False,
               concurrent: Optional[int] = None) -> List[str]:
-    """Run ``runs`` as one Tuner named ``name`` (:func:`tune_config`); return the errors.
+    """Run ``runs`` as one Tuner named ``name`` (:func:`tune_config`); return the errors. With the
+    in-process executor (``cluster=inprocess``), one after another in this process instead.
 
     With ``state.resume`` the Tuner saved under ``storage/name`` is restored when there is one
     (finished trials are kept, unfinished ones run again and their Train runs resume from their
     latest checkpoints)."""
+    if state.ctx.get("executor") == "inprocess":
+        from seglab.platform.sweep.inprocess import fit_inprocess
+
+        return fit_inprocess(state, runs, name, search=search)
     from ray import tune
 
     from seglab.platform.sweep.trial import run_trial

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from seglab.errors import check
 from seglab.platform import methods, tracking
 from seglab.platform.config import RunConfig, flatten
-from seglab.platform.sweep.config import SweepConfig
+from seglab.platform.sweep.config import INPROCESS, SweepConfig
 from seglab.platform.sweep.phases import SweepState, confirm, search_and_from_baseline, warm_start
 from seglab.platform.sweep.plan import apply_budget, plan_trials, representative_point, run_for_point, with_selection
 from seglab.platform.sweep.state import find_resumable, fingerprint, write_state
@@ -125,12 +125,8 @@ def summaries_for_trials(runs: List[RunConfig], summaries: List[RunSummary]) -> 
 
 
 def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[str] = None) -> SweepResult:
-    """Validate every trial, then run them on the Ray cluster (``RAY_ADDRESS`` or a local one)."""
-    import ray
-
-    from seglab.platform.cluster.resources import TRIAL_DRIVER_CPU, plan_resources, wait_for_free_cpus
-    from seglab.platform.cluster.storage import check_shared_storage
-
+    """Validate every trial, then run them on the Ray cluster (``RAY_ADDRESS`` or a local one), or one
+    after another in this process with ``cluster=inprocess``."""
     base = with_selection(base, sweep)
     runs, summaries, method, total = plan_and_validate(base, sweep)
     cluster = sweep.cluster or {}
@@ -140,26 +136,21 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     root = Path(storage_root or cluster.get("storage_path") or (tracking.home() / "runs")).resolve()
     resumed = find_resumable(root, base, sweep, uri)  # a one-line error before Ray, like validation
     experiment_id = tracking.ensure_experiment(sweep.experiment, uri)  # once, in the driver
-    connect_ray()
     sized = runs or [run_for_point(base, representative_point(sweep))]
-    concurrent, use_gpu = plan_resources(sized, ray.cluster_resources(), sweep.max_concurrent_trials, total=total)
-    t = sized[0].trainer
-    wait_for_free_cpus(TRIAL_DRIVER_CPU + t.num_workers * t.cpus_per_worker)
-    root.mkdir(parents=True, exist_ok=True)
-    check_shared_storage(root)  # every node must see the sweep folders (checkpoints, resume)
+    placement = place_trials(sized, sweep, total, root)
     storage, state = open_sweep(base, sweep, method, total, uri, experiment_id, root, resumed)
     parent_id = state["parent_run_id"]
-    print(f"MLflow parent run {parent_id} in experiment '{sweep.experiment}' ({uri}); "
-          f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers; sweep folder {storage} "
-          f"(interrupted? rerun the same command with sweep.resume=true)", flush=True)
+    print(f"MLflow parent run {parent_id} in experiment '{sweep.experiment}' ({uri}); {placement['say']}; "
+          f"sweep folder {storage} (interrupted? rerun the same command with sweep.resume=true)", flush=True)
     ctx = {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
            "summaries": summaries_for_trials(runs, summaries), "storage_path": str(storage / "train"),
-           "use_gpu": use_gpu, "method": method.name, "resources": {}}
-    phases = SweepState(sweep, base, method, ctx, storage, concurrent, resume=resumed is not None)
+           "use_gpu": placement["use_gpu"], "executor": placement["executor"], "single_node": placement["single_node"],
+           "method": method.name, "resources": {}}
+    phases = SweepState(sweep, base, method, ctx, storage, placement["concurrent"], resume=resumed is not None)
     try:
         planned = run_stages(phases, runs, str(root / "cache"))  # one per configuration: what a confirmation re-runs
         if sweep.warm_start_epochs:
-            planned = warm_start(phases, planned, ray.cluster_resources().get("CPU", 1.0), use_gpu)
+            planned = warm_start(phases, planned, placement["cpus"], placement["use_gpu"])
     except BaseException:  # a failed stage or warm start fails the sweep; nothing is left RUNNING in MLflow
         tracking.mark_unfinished_children(parent_id, uri, ctx["storage_path"])
         tracking.set_terminated(parent_id, "FAILED", uri)
@@ -171,11 +162,41 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     return finish(phases, state, experiment_id)
 
 
+def place_trials(sized: List[RunConfig], sweep: SweepConfig, total: int, root: Path) -> Dict[str, Any]:
+    """Where the trials run: with ``cluster=inprocess`` here, one at a time (this process's GPU when
+    there is one and ``trainer.use_gpu`` allows it); else on the Ray cluster (connected or started
+    here), as many at a time as its resources allow, after checking that every node shares ``root``."""
+    t = sized[0].trainer
+    if (sweep.cluster or {}).get("name") == INPROCESS:
+        import torch
+
+        from seglab.platform.cluster.resources import resolve_use_gpu
+
+        use_gpu = resolve_use_gpu(t.use_gpu, torch.cuda.device_count())
+        root.mkdir(parents=True, exist_ok=True)
+        return {"executor": INPROCESS, "concurrent": 1, "use_gpu": use_gpu, "cpus": 1.0, "single_node": True,
+                "say": f"trials one after another in this process on the {'GPU' if use_gpu else 'CPU'} (no Ray)"}
+    import ray
+
+    from seglab.platform.cluster.resources import TRIAL_DRIVER_CPU, plan_resources, wait_for_free_cpus
+    from seglab.platform.cluster.storage import check_shared_storage
+
+    connect_ray()
+    concurrent, use_gpu = plan_resources(sized, ray.cluster_resources(), sweep.max_concurrent_trials, total=total)
+    wait_for_free_cpus(TRIAL_DRIVER_CPU + t.num_workers * t.cpus_per_worker)
+    root.mkdir(parents=True, exist_ok=True)
+    check_shared_storage(root)  # every node must see the sweep folders (checkpoints, resume)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {"executor": "ray", "concurrent": concurrent, "use_gpu": use_gpu, "cpus": ray.cluster_resources().get("CPU", 1.0),
+            "single_node": len(nodes) == 1 and (sweep.cluster or {}).get("name", "local") == "local",
+            "say": f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers"}
+
+
 def run_stages(phases: SweepState, runs: List[RunConfig], cache_dir: str) -> List[RunConfig]:
     """The method's stages (work done once before any trial), then every run prepared with what they produced."""
     ctx, sweep = phases.ctx, phases.sweep
     stage_ctx = methods.StageContext(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cache_dir,
-                                     ctx["use_gpu"])
+                                     ctx["use_gpu"], inprocess=ctx["executor"] == INPROCESS)
     extra = [run_for_point(phases.base, representative_point(sweep))] if sweep.search == "optuna" else []
     for stage in phases.method.stages():
         ctx["resources"].update(stage.run(runs + extra, stage_ctx))

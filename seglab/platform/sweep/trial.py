@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -36,17 +37,28 @@ def worker_env(tracking_uri: str) -> Dict[str, str]:
     return env
 
 
-def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
-    """Tune trial function: ``config = {"trial": <run dict>, "ctx": <sweep context>}``.
+@dataclass
+class OpenTrial:
+    """A trial about to train: its run, the sweep's context, its MLflow child run and folder."""
 
-    ``ctx`` holds ``tracking_uri``, ``experiment_id``, ``parent_run_id``, ``storage_path``,
-    ``use_gpu`` (resolved by the sweep driver from the cluster's resources) and, for sweeps,
-    ``method`` (the sweep's method name) and ``resources`` (what its stages produced).
-    """
-    import ray.train
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    run: RunConfig
+    ctx: Dict[str, Any]
+    run_id: str
+    trial_dir: Path
+    label: str
 
+    def train_config(self) -> Dict[str, Any]:
+        """What the training side gets (plain data: it travels to Ray workers)."""
+        t = self.run.trainer
+        return {"run": self.run.to_dict(), "trial_dir": str(self.trial_dir), "tracking_uri": self.ctx["tracking_uri"],
+                "mlflow_run_id": self.run_id, "threads": max(1, int(round(t.cpus_per_worker))),
+                "method": self.ctx.get("method"), "resources": self.ctx.get("resources") or {}, "label": self.label}
+
+
+def open_trial(config: Dict[str, Any], workers: Optional[int] = None) -> OpenTrial:
+    """The trial's MLflow child run (found again by the run's key after a restart, else created with
+    its parameters, tags and size metrics) and its folder; a trial that diverged before fails at once.
+    ``workers``: how many processes train it (default ``trainer.num_workers``), for its first line."""
     quiet()
     run = RunConfig.from_dict(config["trial"])
     ctx = config["ctx"]
@@ -72,47 +84,67 @@ def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
     trial_dir = Path(ctx["storage_path"]) / key
     trial_dir.mkdir(parents=True, exist_ok=True)
     _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])  # a retried or resumed trial that diverged
-    use_gpu = bool(ctx.get("use_gpu", False))
-    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    callbacks = _tune_callbacks()
-    print(f"[{label}] starting: {t.num_workers} worker(s) x {t.epochs} epochs, "
+    print(f"[{label}] starting: {workers or t.num_workers} worker(s) x {t.epochs} epochs, "
           f"{summary.params / 1e6:.2f}M params, {summary.gflops:.1f} GFLOPs", flush=True)
+    return OpenTrial(run, ctx, run_id, trial_dir, label)
+
+
+def close_trial(trial: OpenTrial, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """After training: fail the trial if its workers left the failure marker, log the GPU summary and
+    return the final result (the last epoch's metrics: Tune's schedulers and searchers expect their
+    metric in every result a trial returns)."""
+    from seglab.platform.monitoring.summary import log_trial_summary
+
+    uri = trial.ctx["tracking_uri"]
+    _raise_if_failed(trial.trial_dir, trial.run_id, trial.label, uri)
+    log_trial_summary(trial.run_id, uri)  # gpu_util_pct, gpu_hours (nothing on CPU)
+    best = (metrics or {}).get("best_val_miou", float("nan"))
+    print(f"[{trial.label}] done: best val mIoU {best:.4f}", flush=True)
+    return {**(metrics or {}), "best_val_miou": best, "mlflow_run_id": trial.run_id}
+
+
+def run_trial(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Tune trial function: ``config = {"trial": <run dict>, "ctx": <sweep context>}``.
+
+    ``ctx`` holds ``tracking_uri``, ``experiment_id``, ``parent_run_id``, ``storage_path``,
+    ``use_gpu`` (resolved by the sweep driver from the cluster's resources) and, for sweeps,
+    ``method`` (the sweep's method name), ``resources`` (what its stages produced) and ``summaries``
+    (the driver's counts per architecture).
+    """
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, ScalingConfig
+
     from seglab.platform.cluster.ddp import loopback_torch_config
+    from seglab.platform.cluster.ray_internals import trainer_class
     from seglab.platform.train.worker import train_loop_per_worker
 
-    trainer = TorchTrainer(
+    trial = open_trial(config)
+    if trial.ctx.get("single_node"):  # no node can be preempted: no watcher actor per run
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    t, key = trial.run.trainer, trial.run.key()
+    use_gpu = bool(trial.ctx.get("use_gpu", False))
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    trainer = trainer_class()(
         train_loop_per_worker,
         torch_config=loopback_torch_config(),  # DDP's rendezvous on 127.0.0.1 on a one-node cluster
-        train_loop_config={
-            "run": run.to_dict(), "trial_dir": str(trial_dir), "tracking_uri": ctx["tracking_uri"],
-            "mlflow_run_id": run_id, "threads": max(1, int(round(t.cpus_per_worker))),
-            "method": ctx.get("method"), "resources": ctx.get("resources") or {},
-        },
+        train_loop_config=trial.train_config(),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=ray.train.RunConfig(
             name=f"train-{key}",
-            storage_path=str(ctx["storage_path"]),
+            storage_path=str(trial.ctx["storage_path"]),
             failure_config=FailureConfig(max_failures=t.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks,
+            callbacks=_tune_callbacks(),
             logging_config=LoggingConfig(log_level="WARNING"),
-            worker_runtime_env={"env_vars": worker_env(ctx["tracking_uri"])},
+            worker_runtime_env={"env_vars": worker_env(trial.ctx["tracking_uri"])},
         ),
     )
     try:
         result = trainer.fit()
     except BaseException:
-        tracking.set_terminated(run_id, "FAILED", ctx["tracking_uri"])
+        tracking.set_terminated(trial.run_id, "FAILED", trial.ctx["tracking_uri"])
         raise
-    _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])
-    from seglab.platform.monitoring.summary import log_trial_summary
-
-    log_trial_summary(run_id, ctx["tracking_uri"])  # gpu_util_pct, gpu_hours (nothing on CPU)
-    best = (result.metrics or {}).get("best_val_miou", float("nan"))
-    print(f"[{label}] done: best val mIoU {best:.4f}", flush=True)
-    # The final result repeats the last epoch's metrics: Tune's schedulers and searchers expect
-    # their metric (e.g. val_miou) in every result a trial returns.
-    return {**(result.metrics or {}), "best_val_miou": best, "mlflow_run_id": run_id}
+    return close_trial(trial, result.metrics or {})
 
 
 def trial_summary(run: RunConfig, ctx: Dict[str, Any]):

@@ -10,6 +10,8 @@ a hook that decides for all ranks (stop or go on) makes them agree through :mod:
 * :class:`FailOnce` -- testing: crash rank 0 once at the start of an epoch (exercises the resume);
 * :class:`RestartCount` -- count restarts from a checkpoint (a file in the trial folder) and tag them;
 * :class:`BestCheckpoint` -- rank 0 writes ``best.pt`` when the selection score improves;
+* :class:`LatestCheckpoint` -- rank 0 writes the latest state every epoch (the in-process executor's
+  resume point; on Ray, Ray Train keeps it);
 * :class:`Pictures` -- rank 0 logs the method's pictures of fixed validation images and the evaluators' pictures;
 * :class:`Samplers` -- background samplers (GPU via NVML, system metrics) started before and stopped after training;
 * :class:`Progress` -- one line per epoch (and the result line);
@@ -143,6 +145,19 @@ class BestCheckpoint(HookBase):
     def after_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
         if self.trainer.improved and comm.is_rank0():
             ckpt.save_atomic(self.trainer.state_dict(), str(self.path))
+
+
+class LatestCheckpoint(HookBase):
+    """Rank 0 writes the trainer's state to ``path`` after every epoch (atomically): what a run
+    restarted in this folder continues from (:func:`~seglab.platform.train.trainer.resumed_trainer`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def after_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
+        if comm.is_rank0():
+            self.trainer.last_state = self.trainer.state_dict()
+            ckpt.save_atomic(self.trainer.last_state, str(self.path))
 
 
 class Pictures(HookBase):

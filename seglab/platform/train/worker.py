@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from seglab.platform import checkpoint as ckpt
 from seglab.platform.config import RunConfig
-from seglab.platform.train import hooks as H
 from seglab.platform.train.hooks import HookBase
 
 
@@ -63,6 +62,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
 
     from seglab.platform.cluster.ray_internals import quiet_train_worker
     from seglab.platform.quiet import quiet
+    from seglab.platform.train.setup import make_writer, trial_hooks
     from seglab.platform.train.trainer import Trainer, resumed_trainer
 
     quiet()
@@ -84,38 +84,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         with restored.as_directory() as folder:
             state = ckpt.load(os.path.join(folder, ckpt.CHECKPOINT_NAME))
     resumed_trainer(trainer, state, trial_dir)
-    trainer.register(hooks_for(trainer, trial_dir, writer, rank, config))
+    trainer.register(trial_hooks(trainer, trial_dir, writer, rank, config, last=[RayReport()]))
     tag_nodes(trainer.writer, world)
     trainer.fit()
     if rank != 0:
         writer.finish()
-
-
-def make_writer(config: Dict[str, Any], rank: int, trial_dir: Path):
-    """Rank 0: the run's owning writer (metrics, artifacts, status); other ranks: a non-owning writer of
-    the same run for their GPU samples (inactive without a tracking URI or run id)."""
-    from seglab.platform.tracking.writer import RunWriter
-
-    if rank == 0:
-        return RunWriter(config.get("tracking_uri"), config.get("mlflow_run_id"), str(trial_dir))
-    return RunWriter(config.get("tracking_uri"), config.get("mlflow_run_id"), str(trial_dir), rank=rank,
-                     owns_run=False, flush_timeout_s=60.0)
-
-
-def hooks_for(trainer, trial_dir: Path, writer: Any, rank: int, config: Dict[str, Any]) -> List[HookBase]:
-    """A trial's hooks, in order: stop/budget/failure checks, restart count, samplers, best checkpoint,
-    pictures, Ray's report, progress, and tracking last (it ends the run's record)."""
-    from seglab.platform.monitoring.gpu import GpuMonitor
-    from seglab.platform.monitoring.system import STATE_NAME, SystemSampler
-    from seglab.platform.viz.panels import select_samples
-
-    t = trainer.run.trainer
-    interval = float(config.get("gpu_metrics_interval_s") or 5.0)
-    samplers: List[Any] = [GpuMonitor(rank, writer, interval, devices=[trainer.device],
-                                      step_offset_s=trainer.elapsed_before)]
-    if rank == 0 and writer.active:
-        samplers.append(SystemSampler(writer, interval_s=5.0, state_file=str(trial_dir / STATE_NAME)))
-    viz = select_samples(len(trainer.val_dataset), t.viz_samples) if rank == 0 and writer.active and t.viz_samples else []
-    return [H.StopMarker(trial_dir), H.TimeBudget(), H.FailOnce(trial_dir), H.RestartCount(trial_dir),
-            H.Samplers(samplers), H.BestCheckpoint(trial_dir / "best.pt"), H.Pictures(viz), RayReport(), H.Progress(),
-            H.Tracking(trial_dir)]
