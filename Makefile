@@ -6,15 +6,14 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 UI_PORT ?= 5000
 PYTEST_ARGS ?=
-# Test modules on this many pytest-xdist workers (one module per worker: a module shares one Ray
-# cluster); 0 = one process, the default CI runs. TEST_WORKERS=2 takes ~14 instead of ~19 min on
-# 2 cores (most of a Ray test waits for processes to start), with timing-sensitive fault tests
-# sharing the CPUs.
-TEST_WORKERS ?= 0
+# Tests on this many pytest-xdist workers. 2 (the default): the Ray modules (pytestmark = RAY, one
+# xdist group, tests/integration/conftest.py) run one after another in one worker, on one Ray cluster
+# for the session, while every other test fills the other core; 0: everything in one process.
+TEST_WORKERS ?= 2
 
 # No Ray token auth (a local ray.init() would otherwise write ~/.ray/auth_token and turn it on for the
 # next ray start, failing ray job submit). Safe because every Ray cluster seglab starts listens on
-# 127.0.0.1 only (seglab/platform/cluster/local.py; tests/integration/test_cluster_security.py checks it).
+# 127.0.0.1 only (seglab/platform/cluster/local.py; tests/integration/test_job_and_resume.py and test_faults.py check it).
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -40,14 +39,14 @@ setup: $(VENV)/.installed
 demo: setup  ## the OVeNet-vs-HRNet sweep on the embedded data set, via `ray job submit`
 	@bash scripts/demo.sh $(ARGS)
 
-test: setup  ## the whole test suite (unit + integration with a real Ray cluster and MLflow store)
-	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test: setup  ## the whole test suite (unit + integration with a real Ray cluster and MLflow store); the 30 slowest listed
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 test-unit: setup
-	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not integration" $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not integration" $(PYTEST_ARGS)
 
 test-integration: setup
-	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m integration $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30 -m integration $(PYTEST_ARGS)
 
 ui: setup  ## MLflow UI on 127.0.0.1 over the same store
 	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (store $(MLFLOW_TRACKING_URI))"

@@ -1,7 +1,13 @@
-"""Integration fixtures: a real local Ray cluster (one per module) and a real MLflow SQLite store."""
+"""Integration fixtures: one real local Ray cluster for the whole test session, a real MLflow SQLite store.
+
+Modules that need Ray (``ray_cluster``, or clusters of their own) carry ``pytestmark = RAY``: with
+``pytest -n 2 --dist loadgroup`` (``make test``) they all run in one pytest-xdist worker, one after
+another, while the other tests use the other core. After each module the session cluster must hold no
+placement group and all its CPUs again (:func:`ray_leaves_nothing`)."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -49,17 +55,46 @@ def mlflow_store(tmp_path, monkeypatch):
     return uri
 
 
-@pytest.fixture(scope="module")
+RAY = [pytest.mark.integration, pytest.mark.xdist_group("ray")]
+CLUSTER_CPUS = 2
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
+    """A local cluster of 2 CPUs bound to 127.0.0.1 (test_faults.py checks every socket), started
+    by the first test that asks for it and shared by every module after it."""
     import ray
 
     from seglab.platform.cluster.local import init_local
 
-    # every socket of the cluster on 127.0.0.1 (test_cluster_security.py checks the same call)
-    init_local(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
+    init_local(num_cpus=CLUSTER_CPUS, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
                runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "NO_ALBUMENTATIONS_UPDATE": "1"}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_leaves_nothing(request):
+    """After a module that used the session cluster: no placement group left, every CPU free again
+    (Ray releases a finished trial's resources asynchronously: up to 60 s)."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    from ray.util.placement_group import placement_group_table
+
+    deadline = time.monotonic() + 60
+    while True:
+        held = [pg for pg in placement_group_table().values() if pg.get("state") != "REMOVED"]
+        cpus = ray.available_resources().get("CPU", 0.0)
+        if not held and cpus >= CLUSTER_CPUS - 1e-6:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{request.module.__name__} left {len(held)} placement group(s) and {CLUSTER_CPUS - cpus:g} "
+                        f"CPU(s) held on the session's Ray cluster")
+        time.sleep(0.25)
 
 
 def pytest_collection_modifyitems(items):

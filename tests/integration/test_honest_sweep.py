@@ -1,6 +1,8 @@
-"""Issue 14 on a real Ray cluster and MLflow store: a warm start, paired seeds, a search whose
-choice is re-run with fresh seeds, and every trial scored once on a report split that neither the
-checkpoint choice nor the search saw.
+"""Issue 14 end to end with a real MLflow store: a warm start, paired seeds, a search whose choice is
+re-run with fresh seeds, and every trial scored once on a report split that neither the checkpoint
+choice nor the search saw. The trials run in this process (``cluster=inprocess``: the same Trainer,
+hooks, MLflow runs and report as on Ray, without Ray's start-up per trial; the Ray path of a sweep is
+tests/integration/test_ray_sweep.py).
 
 One sweep (tiny sizes), then assertions on what MLflow holds:
 - the warm-start run exists, is not a trial of the comparison, and every compared run loaded it;
@@ -9,7 +11,10 @@ One sweep (tiny sizes), then assertions on what MLflow holds:
   here from the runs' best_val_miou) and the baseline with seed 2, tagged phase=confirm;
 - every trial has test_* / final_test_* / selected_epoch, and selected_epoch is the epoch of the
   best val_miou in its history; when the last epoch is the selected one both scores are equal;
-- train_gflops_spent = 3 x GFLOPs(train crop) x images trained, recomputed here.
+- train_gflops_spent = 3 x GFLOPs(train crop) x images trained, recomputed here;
+- ``seglab eval`` of a selected checkpoint reproduces its test_miou and logs a linked evaluation run;
+  ``seglab compare`` prints the table and logs its plots (the commands called in-process: their exit
+  statuses as a shell sees them are the bad-input matrix's, test_user_errors.py).
 """
 import pytest
 
@@ -31,10 +36,11 @@ OVERRIDES = TINY_OVERRIDES + [
     "sweep.warm_start_epochs=1",
     "sweep.experiment=itest_honest",
     "trainer.viz_samples=0",
+    "cluster=inprocess",
 ]
 
 
-def test_warm_start_seeds_confirmation_and_report_split(ray_cluster, mlflow_store, tmp_path):
+def test_warm_start_seeds_confirmation_and_report_split(mlflow_store, tmp_path, capsys):
     from seglab.models import build_model
     from seglab.models.complexity import count_flops
 
@@ -91,29 +97,29 @@ def test_warm_start_seeds_confirmation_and_report_split(ray_cluster, mlflow_stor
         if name not in crop_gflops:
             crop_gflops[name] = count_flops(build_model(name, num_classes=9), input_size=(32, 64), train=True)
         images = 2 * 8  # 2 epochs x 8 training images (batch 2 x 4 steps, one worker)
+        assert r.data.tags["seglab.num_nodes"] == "1"
         assert m["train_gflops_spent"] == pytest.approx(3 * crop_gflops[name] * images, rel=1e-6)
 
     # `seglab eval` of a trial's selected checkpoint (best.pt) on its report split gives the test_miou
     # the trial logged, and logs an evaluation run linked to the trial; `seglab compare` of the sweep
     # prints the table and logs its plots to the parent run.
     import json
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from seglab.platform.cli import main
 
     trial = next(r for r in confirm if r.data.tags["seglab.baseline"] == "true")
     best = Path(result.storage_path) / "train" / trial.data.tags["seglab.trial_key"] / "best.pt"
     out = tmp_path / "eval.json"
-    cli = [sys.executable, "-c", "import sys; from seglab.platform.cli import main; sys.exit(main())"]
-    done = subprocess.run(cli + ["eval", str(best), "--json", str(out), "--no-progress", "--experiment", "itest_honest"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    capsys.readouterr()
+    assert main(["eval", str(best), "--json", str(out), "--no-progress", "--experiment", "itest_honest"]) == 0
     assert json.loads(out.read_text())["miou"] == pytest.approx(trial.data.metrics["test_miou"], abs=1e-9)
     evaluations = client.search_runs([trial.info.experiment_id],
                                      filter_string="tags.`seglab.kind` = 'evaluation'")
     assert [e.data.tags["seglab.evaluates"] for e in evaluations] == [trial.info.run_id]
-    done = subprocess.run(cli + ["compare", result.parent_run_id], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "test mIoU" in done.stdout and "Δ vs base" in done.stdout
+    capsys.readouterr()
+    assert main(["compare", result.parent_run_id]) == 0
+    printed = capsys.readouterr().out
+    assert "test mIoU" in printed and "Δ vs base" in printed
     logged = {a.path for a in client.list_artifacts(result.parent_run_id, "compare")}
     assert {"compare/per_class_iou.png", "compare/miou_vs_gflops.png", "compare/val_miou_curves.png"} <= logged

@@ -9,8 +9,8 @@ when another module imports one.
 
 Every name below was checked against **Ray 2.60.0**; each docstring says what to look at when
 Ray is upgraded. After an upgrade run ``tests/platform/cluster`` (seconds: it calls each of these
-against the installed Ray) and ``tests/integration/test_cluster_security.py`` (real clusters; a
-changed bind address or DDP rendezvous shows up there).
+against the installed Ray) and ``tests/integration/test_faults.py`` and ``test_job_and_resume.py``
+(real clusters; a changed bind address or DDP rendezvous shows up there).
 
 Imports happen inside the functions: importing this module imports no Ray.
 """
@@ -37,7 +37,7 @@ def single_node_mode() -> Iterator[None]:
     (and ``resolve_ip_for_localhost``) consult that constant, so the constant is flipped here and
     the environment variable is set for the processes Ray starts. On an upgrade check that both
     names still exist and still decide whether 127.0.0.1 is swapped for the network address
-    (test_cluster_security.py fails if not)."""
+    (test_job_and_resume.py and test_faults.py fail if not)."""
     from ray._private import ray_constants
 
     saved_env = os.environ.get(SINGLE_NODE_ENV)

@@ -1,4 +1,4 @@
-"""``python -m seglab.platform.cluster start|stop|listeners`` (start: test_cluster_security.py)."""
+"""``python -m seglab.platform.cluster start|stop|listeners`` (start: tests/integration/test_job_and_resume.py)."""
 import os
 import re
 import subprocess

@@ -1,6 +1,6 @@
 """The loopback DDP backend driven by a stand-in worker group (one worker: this process), so the
 process group it builds is real while no Ray cluster runs; the 2-worker run on a real cluster is
-tests/integration/test_cluster_security.py."""
+tests/integration/test_faults.py (the session cluster and DDP) and test_job_and_resume.py (the demo head)."""
 import os
 import pickle
 

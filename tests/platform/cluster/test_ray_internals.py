@@ -1,7 +1,7 @@
 """Each wrapper of a Ray-private API against the installed Ray: after a Ray upgrade, a failure here
 names the wrapper in seglab/platform/cluster/ray_internals.py to revisit. ``session_dir`` and
-``dashboard_url`` need a connected driver: tests/integration/test_cluster_security.py and
-test_sweep_resume.py use them."""
+``dashboard_url`` need a connected driver: tests/integration/test_faults.py and
+test_job_and_resume.py use them."""
 import inspect
 import logging
 import os
