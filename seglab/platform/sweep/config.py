@@ -67,7 +67,7 @@ class SweepConfig:
     seeds: int = 1
     confirm_seeds: int = 0
     # What "equal" means: schedule (same epochs), flops (epochs scaled so that every run spends the
-    # baseline's training FLOPs), time (the same wall-clock seconds, time_budget_s, per run).
+    # baseline's training FLOPs), time (the same seconds of training, time_budget_s, per run; validation excluded).
     budget: str = "schedule"
     time_budget_s: Optional[float] = None
     # > 0: first train the baseline this many epochs (a warm start, not a row of the comparison);
@@ -134,7 +134,7 @@ class SweepConfig:
                                           and s.time_budget_s > 0),
               f"sweep.time_budget_s must be null or a number of seconds > 0 (got {s.time_budget_s!r})")
         check(s.budget != "time" or s.time_budget_s is not None,
-              "sweep.budget=time needs sweep.time_budget_s (the wall-clock seconds every run trains)")
+              "sweep.budget=time needs sweep.time_budget_s (the seconds of training every run gets)")
         check(s.seeds == 1 or s.search != "optuna",
               "sweep.seeds > 1 with sweep.search=optuna: Optuna proposes one run per point; use sweep.confirm_seeds "
               "to re-run its choice with fresh seeds")
