@@ -1,8 +1,9 @@
 """A sweep on a real Ray cluster: what only Ray Tune and Ray Train can show (the sweep's logic, phases,
 report and methods are proven in-process, tests/integration/test_honest_sweep.py and the method tests).
 
-One grid sweep, the HRNet baseline and OVeNet at κ = 0.5 and κ = 1e39, one worker per trial (1.0 CPU:
-two trials at a time on the 2-CPU session cluster), ASHA on:
+One grid sweep, the HRNet baseline and OVeNet at κ = 0.5 and κ = 1e39, one worker per trial with a
+fraction of a CPU (0.4 + 0.1 for the trial's driver: all three at once on the 2-CPU session cluster, R6:
+no deadlock, no placement group left afterwards), ASHA on:
 
 * the stop marker on Ray (what ASHA writes when it cuts a trial): κ = 0.5's marker appears after the
   sweep's folder does; its trial ends itself after epoch 1, FINISHED and tagged, its workers freed
@@ -28,7 +29,8 @@ from .conftest import RAY, TINY_DATA, TINY_OVERRIDES, compose
 
 pytestmark = RAY
 
-OVERRIDES = TINY_OVERRIDES + ["trainer.num_workers=1", "trainer.epochs=2", "trainer.viz_samples=0",
+OVERRIDES = TINY_OVERRIDES + ["trainer.num_workers=1", "trainer.cpus_per_worker=0.4", "trainer.epochs=2",
+                              "trainer.viz_samples=0",
                               "sweep.kappa=[0.5,1e39]", "++sweep.scheduler=asha", "sweep.experiment=ray_sweep",
                               "trainer.log_checkpoints=none"]
 
@@ -54,7 +56,7 @@ def test_a_stopped_and_a_diverging_trial_end_and_the_sweep_goes_on(ray_cluster, 
         result = run_sweep(base, sweep, storage_root=str(tmp_path / "runs"))
     finally:
         done.set()
-    assert "2 trial(s) at a time" in capsys.readouterr().out
+    assert "3 trial(s) at a time" in capsys.readouterr().out  # R6: fractional CPUs, min(4, 3 trials)
     client = tracking.client(mlflow_store)
     rows = {r["label"]: r for r in result.rows}
     children = {c.data.tags["seglab.label"]: c for c in tracking.child_runs(result.parent_run_id, mlflow_store)}
