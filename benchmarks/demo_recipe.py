@@ -8,8 +8,9 @@
 Trains one model on the embedded ``synthetic`` data set (128x256) as ``make demo``'s trials do:
 SGD (momentum 0.9, weight decay 5e-4), a linear warm-up of ``--warmup`` steps then poly decay
 (power 0.9) to 0 over ``--epochs`` epochs, random scale ``--scale`` + crop + flip, batch ``--batch``,
-``torch.set_num_threads(--threads)``. No Ray, no MLflow: the numbers are the recipe's, not the
-platform's overhead.
+``torch.set_num_threads(--threads)``, through seglab's own ``Trainer.train_epoch`` (the step, sampler,
+augmentation seeds and schedule a platform trial uses). No Ray, no MLflow: the numbers are the recipe's,
+not the platform's overhead.
 
 Every ``--eval-every`` epochs (and after the last) it prints the mIoU on the held-out ``test`` split
 (``--test-samples`` generated images, never used for any choice) and, with ``--val-samples`` > 0,
@@ -26,7 +27,6 @@ work the wall time grows, the CPU seconds much less; an idle 2-core machine runs
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from typing import Dict, Optional
@@ -35,15 +35,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from seglab.datasets.synthetic import SyntheticStreetDataset
-from seglab.losses import build_loss
 from seglab.metrics.confusion import ConfusionMatrix
 from seglab.models import build_model
-
-
-def lr_at(base_lr: float, step: int, total_steps: int, warmup_steps: int, power: float = 0.9) -> float:
-    """Linear warm-up over ``warmup_steps`` steps, then poly decay (the platform's schedule)."""
-    poly = base_lr * (1.0 - min(step, total_steps) / max(total_steps, 1)) ** power
-    return poly * (step + 1) / warmup_steps if step < warmup_steps else poly
 
 
 CHUNK = 50  # images per block of the block-to-block spread (the size of the old val split)
@@ -87,6 +80,27 @@ def evaluate(model: torch.nn.Module, ds: SyntheticStreetDataset, batch: int = 10
     return result
 
 
+def recipe_trainer(a: argparse.Namespace, loss_kwargs: Dict[str, object], model: torch.nn.Module):
+    """seglab's Trainer for the recipe (the platform's training step; no Ray, no MLflow, no hooks):
+    the demo's trainer and data options, ``model`` (maybe warm-started) as its model."""
+    from seglab.platform.build import build_loss as build_run_loss
+    from seglab.platform.config import RunConfig
+    from seglab.platform.train.data import build_run_data
+    from seglab.platform.train.trainer import Trainer
+
+    run = RunConfig.from_dict({
+        "model": {"name": a.model}, "loss": {"name": a.loss, **loss_kwargs},
+        "dataset": {"name": "synthetic", "seed": a.data_seed,
+                    "train": {"num_samples": a.train_samples, "scale_range": list(a.scale), "crop_size": [128, 256]},
+                    "val": {"num_samples": max(a.val_samples, 1), "augment": False}},
+        "trainer": {"num_workers": 1, "epochs": a.epochs, "batch_size": a.batch, "lr": a.lr, "momentum": 0.9,
+                    "weight_decay": 5e-4, "poly_power": 0.9, "warmup_steps": a.warmup, "seed": a.seed,
+                    "viz_samples": 0}})
+    data = build_run_data(run)
+    criterion = build_run_loss(run.loss, data.eval_context.ignore_index, data.num_classes)
+    return Trainer(run, data, model, criterion, say=lambda text: None)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="hrnet_w18_small_v1")
@@ -116,7 +130,6 @@ def main() -> None:
 
     train_ds = SyntheticStreetDataset("train", num_samples=a.train_samples, seed=a.data_seed,
                                       scale_range=tuple(a.scale), crop_size=(128, 256))
-    train_ds.transform.set_random_seed(a.seed)
     test_ds = SyntheticStreetDataset("test", num_samples=a.test_samples, seed=a.data_seed)
     val_ds = SyntheticStreetDataset("val", num_samples=a.val_samples, seed=a.data_seed) if a.val_samples else None
     model = build_model(a.model, num_classes=train_ds.num_classes)
@@ -168,32 +181,17 @@ def main() -> None:
         if len(rest) > 1:
             spec["min_kept"] = float(rest[1]) if "." in rest[1] else int(rest[1])
         loss_kwargs["criterion"] = spec
-    criterion = build_loss(a.loss, **loss_kwargs)
-    optimizer = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4)
-    order = torch.Generator().manual_seed(a.seed)
-    loader = DataLoader(train_ds, batch_size=a.batch, shuffle=True, drop_last=True, generator=order, num_workers=0)
-    total = a.epochs * len(loader)
-    step, t_train, cpu_train, t_eval, res = 0, 0.0, 0.0, 0.0, None
-    model.train()
+    trainer = recipe_trainer(a, loss_kwargs, model)
+    model = trainer.model
+    t_train, cpu_train, t_eval, res = 0.0, 0.0, 0.0, None
     for epoch in range(1, a.epochs + 1):
         t0, c0 = time.perf_counter(), time.process_time()
-        loss_sum, n = 0.0, 0
-        for images, labels in loader:
-            for g in optimizer.param_groups:
-                g["lr"] = lr_at(a.lr, step, total, a.warmup)
-            loss = criterion(model(images, labels), labels).total
-            if not math.isfinite(float(loss.detach())):
-                raise SystemExit(f"non-finite loss at epoch {epoch} step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * images.shape[0]
-            n += images.shape[0]
-            step += 1
+        terms = trainer.train_epoch(epoch)  # the platform's step: seeded sampler, poly lr after warm-up, SGD
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         t_train += dt
         cpu_train += dc
-        print(f"epoch {epoch:2d}/{a.epochs}: train loss {loss_sum / n:.4f}, {dt:.1f} s ({dc:.1f} CPU s)", flush=True)
+        print(f"epoch {epoch:2d}/{a.epochs}: train loss {terms['train_loss']:.4f}, {dt:.1f} s ({dc:.1f} CPU s)",
+              flush=True)
         if epoch % a.eval_every == 0 or epoch == a.epochs:
             res = report(f"epoch {epoch:2d}")
             t_eval += float(res["seconds"])

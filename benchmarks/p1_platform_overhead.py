@@ -1,4 +1,4 @@
-"""P1 platform overhead: one Ray Train worker + MLflow logging + checkpointing vs a bare PyTorch loop.
+"""P1 platform overhead: one Ray Train worker + MLflow logging + checkpointing vs the Trainer alone.
 
     python benchmarks/p1_platform_overhead.py [--quick] [--repeats 3] [--epochs 3] [--samples 128]
                                               [--batch 8] [--size 128x256] [--threads 1] [--markdown PATH]
@@ -10,8 +10,8 @@ same batch, crop size, optimizer (the trainer's SGD + poly LR), number of steps 
 - ``platform``: ``seglab.platform.sweep.trial.run_trial`` -> a Ray Train ``TorchTrainer`` with one
   worker (``trainer.num_workers=1``, ``cpus_per_worker=0.9`` -> 1 thread) on a local Ray cluster,
   MLflow logging from the worker into a SQLite store in a temp dir, a checkpoint reported every epoch;
-- ``bare``: the same pieces in a plain loop in this process (no Ray, no MLflow, ``torch.save`` of a
-  checkpoint every epoch).
+- ``bare``: the same run through seglab's ``Trainer`` in this process (no Ray, no MLflow, no hook but
+  a checkpoint written every epoch): the loop the platform's worker runs, without the platform around it.
 
 The headline is steady-state training throughput (images/s of the epochs after the first: the
 platform's logged ``images_per_s`` metric, the bare loop timed the same way). A second row compares
@@ -188,65 +188,37 @@ def emit(text: str, headline: str, markdown: Optional[str]) -> None:
         Path(markdown).write_text(text + "\n\n" + headline + "\n")
 
 
-# ---------------------------------------------------------------- the bare loop
+# ---------------------------------------------------------------- the reference: the Trainer, no Ray
 
 def bare_trial(base: Dict[str, Any], threads: int, seed: int) -> Dict[str, Any]:
-    """The same model / data / optimizer / steps as the platform's worker, in a plain PyTorch loop."""
+    """The same run through seglab's Trainer in this process: the model, data, optimizer, schedule and
+    steps of the platform's worker, a checkpoint written every epoch, no Ray, no MLflow, no other hook."""
     import torch
-    from torch.utils.data import DataLoader, DistributedSampler
 
-    from seglab.platform.build import build_datasets, build_loss, build_model
     from seglab.platform.config import RunConfig
-    from seglab.platform.train_loop import SeededSampler, build_optimizer, poly_lr
+    from seglab.platform.train.hooks import HookBase, LatestCheckpoint
+    from seglab.platform.train.trainer import Trainer
+
+    class EpochEnds(HookBase):
+        def __init__(self) -> None:
+            self.ends: List[float] = []
+
+        def after_epoch(self, epoch: int, metrics: Dict[str, float]) -> None:
+            self.ends.append(time.perf_counter())
 
     torch.set_num_threads(threads)
     run = RunConfig.from_dict(base)
-    t = run.trainer
+    run.trainer.seed = seed
     torch.manual_seed(seed)
-    train_ds, val_ds = build_datasets(run.dataset)
-    num_classes = int(train_ds.num_classes)
-    ignore = int(getattr(train_ds, "ignore_index", 255))
-    sampler = SeededSampler(DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=seed,
-                                               drop_last=True), seed)
-    loader = DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=True, num_workers=0)
-    val_loader = DataLoader(val_ds, batch_size=t.batch_size, num_workers=0)
-    model = build_model(run.model, num_classes)
-    criterion = build_loss(run.loss, ignore, num_classes)
-    optimizer = build_optimizer(model, t)
-    total_steps = t.epochs * len(loader)
-    ips, ends = [], []
+    ends = EpochEnds()
     with tempfile.TemporaryDirectory() as folder:
-        for epoch in range(1, t.epochs + 1):
-            t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            model.train()
-            seen = 0
-            for i, (images, labels) in enumerate(loader):
-                lr = poly_lr(t.lr, (epoch - 1) * len(loader) + i, total_steps, t.poly_power)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss = criterion(model(images), labels).total
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                seen += images.shape[0]
-            train_time = time.perf_counter() - t0
-            model.eval()
-            conf = torch.zeros(num_classes * num_classes, dtype=torch.int64)
-            with torch.no_grad():
-                for images, labels in val_loader:
-                    pred = model(images).logits.argmax(1)
-                    if pred.shape[-2:] != labels.shape[-2:]:
-                        pred = torch.nn.functional.interpolate(pred[:, None].float(), labels.shape[-2:],
-                                                               mode="nearest")[:, 0].long()
-                    keep = labels != ignore
-                    conf += torch.bincount(labels[keep] * num_classes + pred[keep], minlength=num_classes ** 2)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
-                       os.path.join(folder, "checkpoint.pt"))
-            ends.append(time.perf_counter())
-            if epoch >= 2:
-                ips.append(seen / train_time)
-    periods = [b - a for a, b in zip(ends, ends[1:])]
+        trainer = Trainer.from_run(run, say=lambda text: None,
+                                   hooks=[LatestCheckpoint(Path(folder) / "checkpoint.pt"), ends])
+        history: List[Dict[str, float]] = []
+        trainer.register([type("Keep", (HookBase,), {"after_epoch": lambda self, e, m: history.append(m)})()])
+        trainer.fit()
+    ips = [m["images_per_s"] for m in history if m["epoch"] >= 2]
+    periods = [b - a for a, b in zip(ends.ends, ends.ends[1:])]
     return {"images_per_s": ips, "periods": periods}
 
 
@@ -314,9 +286,9 @@ def main() -> None:
         "",
         "| variant | images/s median | min–max | repeats |",
         "|---|---|---|---|",
-        row("bare PyTorch loop (train)", bare_ips, repeats),
+        row("Trainer in this process (train)", bare_ips, repeats),
         row("platform, 1 worker (train, logged images_per_s)", plat_ips, repeats),
-        row("bare: whole epoch cycle (train+val+checkpoint)", bare_cycle, repeats),
+        row("Trainer: whole epoch cycle (train+val+checkpoint)", bare_cycle, repeats),
         row("platform: whole epoch cycle (train+val+checkpoint+MLflow+report)", plat_cycle, repeats),
         "",
         f"Ray start-up (apart): {ray_start:.1f} s; platform trial wall {med(walls):.1f} s (median), of which "
