@@ -55,15 +55,21 @@ def _train(trial: OpenTrial) -> Dict[str, float]:
     run = RunConfig.from_dict(config["run"])
     run.trainer.num_workers = 1
     device = torch.device("cuda") if trial.ctx.get("use_gpu") else torch.device("cpu")
-    writer = make_writer(config, 0, trial.trial_dir)
-    trainer = Trainer.from_run(run, device=device, method=config.get("method"), resources=config.get("resources"),
-                               mlflow_run_id=trial.run_id, writer=writer, label=trial.label)
-    latest = trial.trial_dir / ckpt.CHECKPOINT_NAME
-    resumed_trainer(trainer, ckpt.load(str(latest)) if latest.is_file() else None, trial.trial_dir)
-    trainer.register(trial_hooks(trainer, trial.trial_dir, writer, 0, config, last=[LatestCheckpoint(latest)]))
-    writer.set_tag("seglab.num_nodes", 1)
-    trainer.fit()
-    return dict(trainer.last_metrics)
+    threads = torch.get_num_threads()  # given back after the trial
+    torch.set_num_threads(int(config.get("threads", 1)))  # as a Ray worker: the trial's CPU budget, and its seed
+    torch.manual_seed(run.trainer.seed)
+    try:
+        writer = make_writer(config, 0, trial.trial_dir)
+        trainer = Trainer.from_run(run, device=device, method=config.get("method"), resources=config.get("resources"),
+                                   mlflow_run_id=trial.run_id, writer=writer, label=trial.label)
+        latest = trial.trial_dir / ckpt.CHECKPOINT_NAME
+        resumed_trainer(trainer, ckpt.load(str(latest)) if latest.is_file() else None, trial.trial_dir)
+        trainer.register(trial_hooks(trainer, trial.trial_dir, writer, 0, config, last=[LatestCheckpoint(latest)]))
+        writer.set_tag("seglab.num_nodes", 1)
+        trainer.fit()
+        return dict(trainer.last_metrics)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fit_inprocess(state: Any, runs: List[RunConfig], name: str, search: bool = False) -> List[str]:
