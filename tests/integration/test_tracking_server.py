@@ -7,10 +7,16 @@ boto3, and ``infra/mlflow/serve.sh`` started with the environment the deployment
 secret as from a Secret). Then:
 
 - no or wrong credentials -> 401, also for the artifact proxy; a foreign Host header -> 403;
-- a one-trial baseline sweep (``python experiments/baselines.py``, its own local Ray cluster) logs,
-  as an ordinary user created through the auth API and with no S3 credentials, its metrics and its
-  best checkpoint and pictures; the checkpoint is an object in the S3 bucket, reads back through the
-  server's proxy (``mlflow-artifacts:``) byte for byte, and nothing landed on the node's disk.
+- a one-trial baseline sweep (``python experiments/baselines.py ... cluster=inprocess``: the trial
+  in the sweep's process, with the same Trainer, hooks and ``RunWriter`` as a Ray worker) logs, as an
+  ordinary user created through the auth API and with no S3 credentials anywhere in reach, its
+  metrics and its best checkpoint and pictures; the checkpoint is an object in the S3 bucket, reads
+  back through the server's proxy (``mlflow-artifacts:``) byte for byte, and nothing landed on the
+  node's disk.
+
+That the server's URI and credentials reach Ray's processes (which do not inherit the driver's
+environment) is checked on the runtime environments seglab hands Ray, in
+tests/platform/sweep/test_ray_env.py.
 
 Skipped only when the PostgreSQL server binaries are absent (``scripts/setup_system.sh`` installs them).
 """
@@ -44,8 +50,8 @@ USER, USER_PASSWORD = "trainer", "trainer-password-for-tests"
 DB_PASSWORD = "p@ss%w0rd:/db"  # characters that need URL-encoding (and '%' escaping in basic_auth.ini)
 S3_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 EXPERIMENT = "tracking_server"
-SWEEP_ARGS = ["sweep.models=[hrnet_w18_small_v1]", "trainer.num_workers=1", "trainer.epochs=1",
-              "trainer.viz_samples=1", f"sweep.experiment={EXPERIMENT}", *TINY_DATA]
+SWEEP_ARGS = ["sweep.models=[hrnet_w18_small_v1]", "trainer.epochs=1", "trainer.viz_samples=1",
+              f"sweep.experiment={EXPERIMENT}", "cluster=inprocess", *TINY_DATA]
 
 
 def _pg_bindir() -> Optional[Path]:
@@ -255,13 +261,15 @@ def test_foreign_host_header_is_refused(stack):
 
 
 def _sweep_env(stack, home: Path) -> Dict[str, str]:
-    """The sweep's environment: the server's URI and a user's credentials, no S3 settings at all."""
+    """The sweep's environment: the server's URI and a user's credentials, no S3 settings at all and
+    no AWS credentials it could find elsewhere (files, instance metadata)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "AWS_")) and k not in ("SEGLAB_ARTIFACT_ROOT", "RAY_ADDRESS")}
+           if not k.startswith(("MLFLOW_", "AWS_", "BOTO")) and k != "SEGLAB_ARTIFACT_ROOT"}
+    nowhere = str(home / "no-aws")
     env.update({
-        "PATH": f"{BIN}:{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-        "NO_ALBUMENTATIONS_UPDATE": "1", "SEGLAB_HOME": str(home), "MLFLOW_TRACKING_URI": stack["uri"],
-        "MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": USER_PASSWORD,
+        "PATH": f"{BIN}:{env.get('PATH', '')}", "NO_ALBUMENTATIONS_UPDATE": "1", "SEGLAB_HOME": str(home),
+        "MLFLOW_TRACKING_URI": stack["uri"], "MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": USER_PASSWORD,
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere, "AWS_EC2_METADATA_DISABLED": "true",
     })
     return env
 
@@ -290,7 +298,8 @@ def test_sweep_logs_through_the_server_into_the_bucket(stack, tmp_path, monkeypa
     took = time.monotonic() - t0
     output = log.read_text(errors="replace")
     assert rc == 0, output[-6000:] + "\n--- server ---\n" + stack["server_log"].read_text()[-3000:]
-    # the workers' logger neither buffered (server unreachable) nor had records refused (e.g. 401/403)
+    assert "trials one after another in this process" in output and "(no Ray)" in output, output[:3000]
+    # the trial's writer neither buffered (server unreachable) nor had records refused (e.g. 401/403)
     assert "unreachable since" not in output and f"MLflow at {stack['uri']} refused" not in output, output[-6000:]
 
     for key, value in {"MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": USER_PASSWORD}.items():
@@ -325,5 +334,6 @@ def test_sweep_logs_through_the_server_into_the_bucket(stack, tmp_path, monkeypa
     for folder in (home / "mlartifacts", stack["server_dir"] / "mlartifacts", REPO / "mlartifacts" / EXPERIMENT):
         assert not folder.exists(), folder
     assert not list(home.glob("runs/**/mlflow_spool/files/*")), "undelivered artifacts left in the spool"
+    assert not list(home.glob("runs/**/mlflow_unsent*.jsonl")) and not list(home.glob("runs/**/mlflow_rejected*.jsonl"))
     print(f"\ntracking server: stack up in {stack['started_s']:.1f} s, sweep {took:.0f} s, "
           f"{len(keys)} objects in s3://{BUCKET}/{PREFIX}/ (checkpoint {keys[ckpt_key]} bytes)")
