@@ -2,9 +2,10 @@
 
 No Ray at all: each trial is the same :class:`~seglab.platform.train.trainer.Trainer` with the same
 hooks, MLflow child run, checkpoints and report split as on a Ray cluster, trained on this process's
-device (one GPU or the CPU), so a sweep can be stepped through in a debugger, run in a notebook or
-checked quickly on a laptop. Everything before and after the trials (plan, validation, stages,
-phases, the comparison) is the Ray path's own code.
+device (one GPU or the CPU) with the trial's CPU budget as torch's thread count and ``trainer.seed``
+as its seed, as a Ray worker (the process's thread count is given back afterwards), so a sweep can be
+stepped through in a debugger, run in a notebook or checked quickly on a laptop. Everything before
+and after the trials (plan, validation, stages, phases, the comparison) is the Ray path's own code.
 
 What Ray adds and this executor does not: DDP over several workers (``trainer.num_workers`` is read
 as 1), concurrent trials, ASHA (``sweep.scheduler=asha`` is refused with one line), and restarts of a
