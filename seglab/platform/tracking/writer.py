@@ -19,6 +19,8 @@ while the server is unreachable. Files of rank 0 (rank ``r > 0`` has its own:
 
       python -m seglab.platform.tracking.journal <trial>/mlflow_unsent.jsonl --uri http://host:5000
 
+  ``abandon()`` instead (an attempt that crashed in a process that lives on, e.g. the in-process
+  executor's retry) stops delivery at once and leaves the journal to the next writer, as a crash would.
 - ``<trial>/mlflow_rejected.jsonl``: records the server refused (a bad value, an unknown run),
   each with its error; retrying them cannot help.
 
@@ -208,6 +210,22 @@ class RunWriter:
         if self.stats["rejected"]:
             self._say(f"MLflow at {self.uri} refused {self.stats['rejected']} record(s); they are kept in "
                       f"{self.rejected_path}")
+        if self._env_set:
+            restore_http_env()
+        self.active = False
+
+    def abandon(self) -> None:
+        """Stop at once, as the death of this process would: no end record, the run's status left
+        alone, the undelivered records left in the journal for the next writer of the trial folder
+        and rank (an in-process trial retried after a crash). Idempotent: inactive afterwards."""
+        if not self.active:
+            return
+        with self._cond:
+            self._abandon.set()
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+        with self._cond:
+            self._journal.close()  # a record delivered meanwhile stays in it: delivered twice (harmless)
         if self._env_set:
             restore_http_env()
         self.active = False
