@@ -59,8 +59,8 @@ def _train(trial: OpenTrial) -> Dict[str, float]:
     threads = torch.get_num_threads()  # given back after the trial
     torch.set_num_threads(int(config.get("threads", 1)))  # as a Ray worker: the trial's CPU budget, and its seed
     torch.manual_seed(run.trainer.seed)
+    writer, trainer = make_writer(config, 0, trial.trial_dir), None
     try:
-        writer = make_writer(config, 0, trial.trial_dir)
         trainer = Trainer.from_run(run, device=device, method=config.get("method"), resources=config.get("resources"),
                                    mlflow_run_id=trial.run_id, writer=writer, label=trial.label)
         latest = trial.trial_dir / ckpt.CHECKPOINT_NAME
@@ -69,8 +69,28 @@ def _train(trial: OpenTrial) -> Dict[str, float]:
         writer.set_tag("seglab.num_nodes", 1)
         trainer.fit()
         return dict(trainer.last_metrics)
+    except BaseException:
+        _stop_crashed_attempt(trainer, writer)
+        raise
     finally:
         torch.set_num_threads(threads)
+
+
+def _stop_crashed_attempt(trainer: Any, writer: Any) -> None:
+    """What a crashed Ray worker's death stops, for an attempt that raised in this process: its samplers
+    (the system sampler keeps its step file, so the next attempt numbers on) and its writer (no end
+    record; its journal is left to the next attempt's writer)."""
+    from seglab.platform.monitoring.system import SystemSampler
+    from seglab.platform.train.hooks import Samplers
+
+    for hook in getattr(trainer, "hooks", []):
+        if isinstance(hook, Samplers):
+            for sampler in hook.samplers:
+                if isinstance(sampler, SystemSampler):
+                    sampler.stop(keep_state=True)
+                else:
+                    sampler.stop()
+    writer.abandon()
 
 
 def fit_inprocess(state: Any, runs: List[RunConfig], name: str, search: bool = False) -> List[str]:

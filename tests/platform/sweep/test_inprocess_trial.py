@@ -1,14 +1,16 @@
-"""The in-process executor starts a trial's training as a Ray Train worker does (train/worker.py):
+"""The in-process executor runs a trial's training as a Ray Train worker does (train/worker.py):
 torch's thread count is the trial's CPU budget (``trainer.cpus_per_worker``, rounded, at least 1) and
-``trainer.seed`` decides the initial weights, whatever the process did before. The process's own
-thread count is back afterwards (a notebook keeps its setting).
+``trainer.seed`` decides the initial weights, whatever the process did before; the process's own
+thread count is back afterwards (a notebook keeps its setting). An attempt that crashes stops like a
+crashed worker: nothing of it keeps running in the process, and the retry delivers its records.
 
-Each trial is real (a SQLite store, its MLflow child run, the Trainer with its model and data);
-only its ``fit`` is replaced by a probe that records what training would start with.
+Each trial is real (a SQLite store, its MLflow child run, the Trainer with its model and data); in
+the first tests ``fit`` is replaced by a probe that records what training would start with.
 """
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -42,10 +44,25 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture
-def sweep(store, tmp_path, monkeypatch):
-    """Runs one trial of a sweep of its own; returns what the trial's training started with."""
+def trial(store, tmp_path):
+    """Runs one trial of a sweep of its own (``name``: its folder); returns its result."""
     uri, exp = store
     parent = tracking.start_parent_run(exp, "sweep", {}, uri)
+    ctx = {"tracking_uri": uri, "experiment_id": exp, "parent_run_id": parent, "use_gpu": False,
+           "executor": "inprocess", "single_node": True, "method": None, "resources": {}, "summaries": {}}
+
+    def run(name, **trainer):
+        d = copy.deepcopy(RUN)
+        d["trainer"].update(trainer)
+        return run_trial_inprocess({"trial": RunConfig.from_dict(d).to_dict(),
+                                    "ctx": {**ctx, "storage_path": str(tmp_path / name)}})
+
+    return run
+
+
+@pytest.fixture
+def sweep(trial, monkeypatch):
+    """Runs one trial with a probe for ``fit``; returns what the trial's training started with."""
     seen = []
 
     def probe(trainer):
@@ -55,14 +72,9 @@ def sweep(store, tmp_path, monkeypatch):
         return {}
 
     monkeypatch.setattr(Trainer, "fit", probe)
-    ctx = {"tracking_uri": uri, "experiment_id": exp, "parent_run_id": parent, "use_gpu": False,
-           "executor": "inprocess", "single_node": True, "method": None, "resources": {}, "summaries": {}}
 
     def run(name, **trainer):
-        d = copy.deepcopy(RUN)
-        d["trainer"].update(trainer)
-        run_trial_inprocess({"trial": RunConfig.from_dict(d).to_dict(),
-                             "ctx": {**ctx, "storage_path": str(tmp_path / name)}})
+        trial(name, **trainer)
         return seen[-1]
 
     return run
@@ -94,3 +106,20 @@ def test_trainer_seed_decides_the_initial_weights(sweep, threads):
     for name, tensor in first["weights"].items():
         assert torch.equal(tensor, again["weights"][name]), name
     assert any(not torch.equal(t, other["weights"][n]) for n, t in first["weights"].items() if t.is_floating_point())
+
+
+def _background_threads():
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("seglab-"))
+
+
+def test_a_crashed_attempt_leaves_nothing_running_and_its_records_reach_the_run(trial, store):
+    """An attempt that raises (here at the start of epoch 2) stops as a crashed Ray worker would: its
+    writer and samplers stop; the retry from the checkpoint delivers what the first attempt logged."""
+    uri, _ = store
+    before = _background_threads()
+    result = trial("crash", epochs=2, fail_once_at_epoch=2, max_failures=1)
+    assert _background_threads() == before  # no writer or sampler of either attempt still running
+    c = tracking.client(uri)
+    run = c.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["seglab.restarts"] == "1"
+    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "val_miou")) == [1, 2]
