@@ -55,6 +55,7 @@ def _train(trial: OpenTrial) -> Dict[str, float]:
     run = RunConfig.from_dict(config["run"])
     run.trainer.num_workers = 1
     device = torch.device("cuda") if trial.ctx.get("use_gpu") else torch.device("cpu")
+    torch.manual_seed(run.trainer.seed)  # as a Ray Train worker of rank 0: the weights its seed gives
     writer = make_writer(config, 0, trial.trial_dir)
     trainer = Trainer.from_run(run, device=device, method=config.get("method"), resources=config.get("resources"),
                                mlflow_run_id=trial.run_id, writer=writer, label=trial.label)
