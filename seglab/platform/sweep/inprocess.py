@@ -63,8 +63,30 @@ def _train(trial: OpenTrial) -> Dict[str, float]:
     resumed_trainer(trainer, ckpt.load(str(latest)) if latest.is_file() else None, trial.trial_dir)
     trainer.register(trial_hooks(trainer, trial.trial_dir, writer, 0, config, last=[LatestCheckpoint(latest)]))
     writer.set_tag("seglab.num_nodes", 1)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except BaseException:
+        _end_failed_attempt(trainer, writer)
+        raise
     return dict(trainer.last_metrics)
+
+
+def _end_failed_attempt(trainer: Any, writer: Any) -> None:
+    """What the death of a crashed Ray worker does to its threads: the samplers stop (the system
+    sampler keeps its state file, so the next attempt's steps continue) and the writer stops after
+    delivering what it buffered, leaving the run's status to the next attempt (or to the trial)."""
+    from seglab.platform.monitoring.system import SystemSampler
+    from seglab.platform.train.hooks import Samplers
+
+    for hook in trainer.hooks:
+        if isinstance(hook, Samplers):
+            for sampler in hook.samplers:
+                if isinstance(sampler, SystemSampler):
+                    sampler.stop(keep_state=True)
+                else:
+                    sampler.stop()
+    writer.owns_run = False
+    writer.finish()
 
 
 def fit_inprocess(state: Any, runs: List[RunConfig], name: str, search: bool = False) -> List[str]:

@@ -86,3 +86,21 @@ def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ctx):
     assert sorted(m.step for m in history) == [1]
     assert out["epoch"] == 1 and out["best_val_miou"] == history[0].value
     assert child.data.metrics["selected_epoch"] == 1  # still scored on the report split, with what it trained
+
+
+def test_a_retried_trial_leaves_no_thread_of_its_failed_attempt_behind(ctx):
+    """A Ray worker that crashes takes its sampler and MLflow-writer threads with it; in process, a
+    failed attempt must stop them itself. Otherwise its system sampler goes on logging into the run
+    (and its writer delivering) after the trial has ended, for as long as the process lives. The
+    retry resumes from the attempt's checkpoint: one restart, both epochs logged, FINISHED."""
+    import threading
+
+    run = make_run(epochs=2, fail_once_at_epoch=2, max_failures=1)
+    before = set(threading.enumerate())
+    out = run_trial_inprocess({"trial": run.to_dict(), "ctx": ctx})
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+    client = tracking.client(ctx["tracking_uri"])
+    child = client.get_run(out["mlflow_run_id"])
+    assert child.info.status == "FINISHED" and child.data.tags["seglab.restarts"] == "1"
+    assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_miou")) == [1, 2]
