@@ -1,14 +1,29 @@
-"""OVeNet's two study sweeps end to end on a local Ray cluster, at the smallest size.
+"""OVeNet's two study sweeps end to end with the in-process executor (``cluster=inprocess``: the same
+Trainer, hooks, MLflow child runs in a real SQLite store, checkpoints, report split and comparison
+table as on Ray, trials one after another in this process, one worker each), at the smallest size.
 
 * ``sweep=ovenet_ablation``: the baseline + seven variants (one of them frozen at the baseline's
   trained weights, started after it) -> a Table-5-shaped comparison, per-trial pictures.
-* ``sweep=ovenet_kappa_lambda_tau``: Optuna proposes (κ, λ, τ), ASHA stops weak trials, the
-  baseline always runs the full schedule.
-"""
-import time
+* every model and loss switch of OVeNet (OCR head, branch stage 2, isotropic τ, resampled
+  probabilities, S_s as the inference output, one cascade step, class weights) trains and logs.
+* ``sweep=ovenet_kappa_lambda_tau``: Optuna proposes (κ, λ, τ) after the fixed baseline run; the
+  baseline's result is not fed to Optuna, each proposal's is; the proposals are TPE's, seeded with
+  ``sweep.seed`` (checked against Optuna itself) and inside the space.
 
+Left to the Ray tests (tests/integration, real Ray): ASHA (``sweep.scheduler=asha`` needs Ray Tune:
+it never stops the baseline, a trial it cuts ends itself FINISHED with ``seglab.stopped_early`` and one
+epoch), fractional CPUs per worker with no placement group left behind (reliability R6), and a
+stopped trial's workers giving their CPUs back. The former
+``test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch`` is gone: the stop marker is tested in
+process by tests/platform/train/test_trainer.py::test_a_stop_marker_ends_the_run_before_its_next_epoch
+and, with its MLflow record (FINISHED, tagged, one epoch), by
+tests/platform/sweep/test_inprocess.py::test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch;
+ASHA's stop on Ray is the Ray tests'.
+"""
 import cv2
 import numpy as np
+import optuna
+import ray
 import torch
 
 from seglab.platform import checkpoint as ckpt
@@ -17,42 +32,33 @@ from seglab.platform.sweep import SweepConfig, run_sweep
 
 from .conftest import compose
 
-# 1 worker per trial (two trials at a time on 2 CPUs), 64x128 images (the smallest HRNet input
-# whose stride-32 branch still has 2x4 pixels).
+# In process, one worker per trial, 64x128 images (the smallest HRNet input whose stride-32 branch
+# still has 2x4 pixels), 2 training steps of 2 images per epoch.
 SMALLEST = [
-    "trainer=tiny", "trainer.num_workers=1", "trainer.viz_samples=2",
+    "cluster=inprocess", "trainer=tiny", "trainer.num_workers=1", "trainer.viz_samples=2",
     "dataset.image_size=[64,128]", "dataset.train.num_samples=4", "dataset.train.crop_size=[64,128]",
     "dataset.val.num_samples=2",
     "dataset.test.num_samples=2",
 ]
 
 
-def test_ablation_sweep_runs_seven_variants_and_the_baseline(ray_cluster, mlflow_store, tmp_path):
-    """Also the reliability issue's R6: 8 trials with fractional resources (0.4 CPU per worker, so
-    4 trials at a time on 2 CPUs) finish with no deadlock and leave no placement group behind."""
-    from ray.util.placement_group import placement_group_table
-
-    base, sweep_dict = compose(SMALLEST + ["sweep=ovenet_ablation", "trainer.epochs=1", "sweep.experiment=ablation",
-                                           "trainer.cpus_per_worker=0.4"])
+def test_ablation_sweep_runs_seven_variants_and_the_baseline(mlflow_store, tmp_path):
+    base, sweep_dict = compose(SMALLEST + ["sweep=ovenet_ablation", "trainer.epochs=1", "sweep.experiment=ablation"])
+    ray_was_up = ray.is_initialized()
     result = run_sweep(base, SweepConfig.from_dict(sweep_dict), storage_root=str(tmp_path / "runs"))
     assert result.errors == []
-    left = []
-    for _ in range(60):  # Ray removes a finished trial's placement group asynchronously
-        left = [pg for pg in placement_group_table().values() if pg.get("state") != "REMOVED"]
-        if not left:
-            break
-        time.sleep(0.5)
-    assert left == [], f"placement groups left after the sweep: {left}"
+    assert ray_was_up or not ray.is_initialized()  # every trial ran in this process: no Ray was started
     client = tracking.client(mlflow_store)
     children = {c.data.tags["seglab.label"]: c for c in tracking.child_runs(result.parent_run_id, mlflow_store)}
     assert len(children) == 8 and all(c.info.status == "FINISHED" for c in children.values())
     baseline = next(c for c in children.values() if c.data.tags["seglab.baseline"] == "true")
     assert baseline.data.tags["seglab.model"] == "hrnet_w18_small_v1"
 
-    # the frozen variant started from the baseline's best checkpoint and kept its body bit-identical
+    # the frozen variant started after the baseline, from its best checkpoint, and kept its body bit-identical
     frozen = children["Fr Br4 τ0.5 OHEM"].data
     body_file = frozen.params["model.body_checkpoint"]
     assert body_file.endswith("best.pt") and frozen.params["model.freeze_body"] == "True"
+    assert children["Fr Br4 τ0.5 OHEM"].info.start_time >= baseline.info.end_time
     base_state = ckpt.load(body_file)["model"]
     frozen_best = client.download_artifacts(children["Fr Br4 τ0.5 OHEM"].info.run_id, "checkpoints/best.pt",
                                             str(tmp_path / "frozen"))
@@ -90,65 +96,86 @@ def test_ablation_sweep_runs_seven_variants_and_the_baseline(ray_cluster, mlflow
     assert "comparison.md" in {a.path for a in client.list_artifacts(result.parent_run_id)}
 
 
-def test_optuna_asha_sweep_keeps_the_baseline_running(ray_cluster, mlflow_store, tmp_path):
+def _spy_on_optuna(monkeypatch):
+    """Record what the sweep's searcher hands to Optuna (the inner searcher): every point it proposed and
+    every result it was told, by Tune trial id."""
+    from seglab.platform.sweep import search
+
+    seen = {"suggested": [], "completed": []}
+    real = search.make_searcher
+
+    def make_searcher(*args, **kwargs):
+        searcher = real(*args, **kwargs)
+        inner_suggest, inner_complete = searcher.inner.suggest, searcher.inner.on_trial_complete
+
+        def suggest(trial_id):
+            point = inner_suggest(trial_id)
+            seen["suggested"].append((trial_id, point))
+            return point
+
+        def on_trial_complete(trial_id, result=None, error=False):
+            seen["completed"].append((trial_id, dict(result or {}), error))
+            return inner_complete(trial_id, result=result, error=error)
+
+        searcher.inner.suggest, searcher.inner.on_trial_complete = suggest, on_trial_complete
+        return searcher
+
+    monkeypatch.setattr(search, "make_searcher", make_searcher)
+    return seen
+
+
+def test_optuna_sweep_proposes_after_the_baseline_without_its_result(mlflow_store, tmp_path, monkeypatch):
+    """The Optuna part of the κ/λ/τ study in process (``sweep.scheduler=asha`` dropped: ASHA needs Ray
+    Tune, the Ray tests cover it). The reference is Optuna's own TPE sampler with ``sweep.seed``, asked
+    for the same space and told the same results: its first three points, rounded to 4 places as the
+    searcher rounds them, are the three runs' parameters."""
+    seen = _spy_on_optuna(monkeypatch)
     base, sweep_dict = compose(SMALLEST + ["sweep=ovenet_kappa_lambda_tau", "sweep.num_samples=3",
-                                           "trainer.epochs=2", "trainer.viz_samples=0", "sweep.experiment=optuna"])
-    result = run_sweep(base, SweepConfig.from_dict(sweep_dict), storage_root=str(tmp_path / "runs"))
+                                           "sweep.scheduler=null", "trainer.epochs=1", "trainer.viz_samples=0",
+                                           "sweep.experiment=optuna"])
+    sweep = SweepConfig.from_dict(sweep_dict)
+    result = run_sweep(base, sweep, storage_root=str(tmp_path / "runs"))
     assert result.errors == []
     client = tracking.client(mlflow_store)
     children = list(tracking.child_runs(result.parent_run_id, mlflow_store))
-    assert len(children) == 4
-    baseline = [c for c in children if c.data.tags["seglab.baseline"] == "true"]
-    assert len(baseline) == 1 and baseline[0].info.status == "FINISHED"
-    steps = sorted(m.step for m in client.get_metric_history(baseline[0].info.run_id, "val_miou"))
-    assert steps == [1, 2]  # ASHA never stops the baseline
-    for child in children:
-        if child.data.tags["seglab.baseline"] == "true":
-            continue
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    (baseline,) = [c for c in children if c.data.tags["seglab.baseline"] == "true"]
+    proposed = sorted((c for c in children if c is not baseline), key=lambda c: c.info.start_time)
+    assert [m.step for m in client.get_metric_history(baseline.info.run_id, "val_miou")] == [1]
+    assert baseline.data.params["model.name"] == "hrnet_w18_small_v1"
+
+    # the fixed baseline ran first; Optuna was asked for three points, each after it, and told their
+    # results only (the baseline is not a point of its space)
+    assert all(c.info.start_time >= baseline.info.end_time for c in proposed)
+    assert len(seen["suggested"]) == 3 and len(seen["completed"]) == 3
+    assert [t for t, _ in seen["suggested"]] == [t for t, _, _ in seen["completed"]]
+    told = {r["mlflow_run_id"]: r for _, r, error in seen["completed"] if not error}
+    assert set(told) == {c.info.run_id for c in proposed}  # never the baseline's run
+    for child in proposed:
+        assert told[child.info.run_id]["val_miou"] == child.data.metrics["val_miou"]
+
+    # seeded: Optuna's TPE with sweep.seed=0 over the same space proposes exactly these points
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    dimensions = {"kappa": optuna.distributions.FloatDistribution(0.1, 1.0),
+                  "lam": optuna.distributions.FloatDistribution(0.1, 1.0),
+                  "tau": optuna.distributions.CategoricalDistribution([0.1, 0.2, 0.5, 1.0])}
+    space = {name: dimensions[name] for name in sweep.space}  # drawn in the config's order
+    for child in proposed:
+        point = study.ask(fixed_distributions=space).params
+        study.tell(study.trials[-1].number, child.data.metrics["val_miou"])
         p = child.data.params
+        assert float(p["loss.kappa"]) == round(point["kappa"], 4) and float(p["loss.lam"]) == round(point["lam"], 4)
+        assert float(p["model.tau"]) == point["tau"]
+        # inside the space
         assert 0.1 <= float(p["loss.kappa"]) <= 1.0 and 0.1 <= float(p["loss.lam"]) <= 1.0
         assert float(p["model.tau"]) in (0.1, 0.2, 0.5, 1.0)
-        epochs = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_miou"))
-        # a trial ASHA cut after epoch 1 stops itself: FINISHED, tagged, one epoch logged
-        assert child.info.status == "FINISHED"
-        if child.data.tags.get("seglab.stopped_early") == "true":
-            assert epochs == [1]
-        else:
-            assert epochs == [1, 2]
-    methods = [c for c in children if c.data.tags["seglab.baseline"] != "true"]
-    assert len({(c.data.params["loss.kappa"], c.data.params["loss.lam"]) for c in methods}) == 3
+        # no scheduler: every run trains its full schedule
+        assert child.data.tags.get("seglab.stopped_early") is None
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_miou")] == [1]
+    assert len({(c.data.params["loss.kappa"], c.data.params["loss.lam"]) for c in proposed}) == 3
 
 
-def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ray_cluster, mlflow_store, tmp_path):
-    """What ASHA's stop does end to end: the run sees its marker before epoch 2, closes its MLflow
-    run (FINISHED, tagged) and frees its workers; the trial returns normally."""
-    from seglab.platform.config import RunConfig
-    from seglab.platform.train.hooks import stop_marker
-    from seglab.platform.sweep.trial import run_trial
-
-    base, _ = compose(SMALLEST + ["trainer.epochs=3", "trainer.viz_samples=0"])
-    run = RunConfig.from_dict({**base, "label": "stopped"})
-    storage = tmp_path / "train"
-    marker = stop_marker(str(storage), run.key())
-    marker.parent.mkdir(parents=True)
-    marker.write_text("stopped by the test\n")
-    experiment_id = tracking.ensure_experiment("stop", mlflow_store)
-    parent = tracking.start_parent_run(experiment_id, "stop", {}, mlflow_store)
-    ctx = {"tracking_uri": mlflow_store, "experiment_id": experiment_id, "parent_run_id": parent,
-           "storage_path": str(storage), "use_gpu": False}
-    out = run_trial({"trial": run.to_dict(), "ctx": ctx})
-    child = tracking.client(mlflow_store).get_run(out["mlflow_run_id"])
-    assert child.info.status == "FINISHED" and child.data.tags["seglab.stopped_early"] == "true"
-    history = tracking.client(mlflow_store).get_metric_history(child.info.run_id, "val_miou")
-    assert sorted(m.step for m in history) == [1]
-    for _ in range(120):  # the worker's CPU is back (Ray releases a finished run's resources asynchronously)
-        if ray_cluster.available_resources().get("CPU", 0) >= 2 - 1e-6:
-            break
-        time.sleep(0.25)
-    assert ray_cluster.available_resources().get("CPU", 0) >= 2 - 1e-6
-
-
-def test_every_model_and_loss_switch_trains_in_the_ray_pipeline(ray_cluster, mlflow_store, tmp_path):
+def test_every_model_and_loss_switch_trains_in_the_pipeline(mlflow_store, tmp_path):
     variants = [
         {"label": "ocr br2 ohem", "model": {"name": "ovenet_hrnet_w18_small_v1_ocr", "branch_stage": 2},
          "loss": {"criterion": {"name": "ohem", "thresh": 0.7, "min_kept": 1000}}},
@@ -164,6 +191,7 @@ def test_every_model_and_loss_switch_trains_in_the_ray_pipeline(ray_cluster, mlf
     children = {c.data.tags["seglab.label"]: c for c in tracking.child_runs(result.parent_run_id, mlflow_store)}
     assert set(children) == {"ocr br2 ohem", "iso probs seed-out ref1"}
     ocr = children["ocr br2 ohem"].data
+    assert ocr.params["model.name"] == "ovenet_hrnet_w18_small_v1_ocr" and ocr.params["model.branch_stage"] == "2"
     for term in ("train_loss_final_aux", "train_loss_seed_aux", "train_loss_initial_aux"):
         assert term in ocr.metrics  # OCR: soft-region logits resampled, fused and supervised too
     seed_out = children["iso probs seed-out ref1"].data

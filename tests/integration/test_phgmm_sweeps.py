@@ -1,5 +1,8 @@
-"""PHGMM end to end on a local Ray cluster and a real MLflow store, at the smallest size: two K
-values (one without the global latent) and an HRNet baseline on the embedded 11-class data."""
+"""PHGMM end to end with the in-process executor (``cluster=inprocess``: the same Trainer, hooks, MLflow
+child runs in a real SQLite store and comparison table as on Ray, trials one after another in this
+process, one worker each) at the smallest size: two K values (one without the global latent) and an
+HRNet baseline on the embedded 11-class data, each logging its KL terms, clustering indices and
+pictures every epoch (two epochs)."""
 import math
 
 from seglab.datasets.reduced import REDUCED12_NAMES
@@ -9,7 +12,7 @@ from seglab.platform.sweep import SweepConfig, run_sweep
 from .conftest import compose
 
 SMALLEST = [
-    "trainer=tiny", "trainer.num_workers=1", "trainer.epochs=2", "trainer.viz_samples=1",
+    "cluster=inprocess", "trainer=tiny", "trainer.num_workers=1", "trainer.epochs=2", "trainer.viz_samples=1",
     "trainer.trimap_widths=[1,2,5]", "model=phgmm_r18", "dataset.image_size=[32,64]",
     "dataset.train.num_samples=4", "dataset.train.crop_size=[32,64]", "dataset.val.num_samples=4",
     "dataset.test.num_samples=4",
@@ -17,7 +20,7 @@ SMALLEST = [
 LATENT_METRICS = ("val_kl_z", "val_kl_z_shuffled", "val_ssi", "val_chi", "val_dbi", "val_pi_entropy")
 
 
-def test_phgmm_sweep_logs_kl_terms_clustering_and_pictures_per_epoch(ray_cluster, mlflow_store, tmp_path):
+def test_phgmm_sweep_logs_kl_terms_clustering_and_pictures_per_epoch(mlflow_store, tmp_path):
     base, sweep_dict = compose(SMALLEST + ["sweep.experiment=phgmm"], config_name="phgmm")
     variants = [{"label": "K=2", "model": {"num_components": 2, "use_global": True}},
                 {"label": "K=4 no g", "model": {"num_components": 4, "use_global": False}}]

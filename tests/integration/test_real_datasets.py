@@ -2,7 +2,10 @@
 
 * a spine sweep (HRNet baseline + OVeNet) on a Cityscapes root via ``dataset=cityscapes dataset.root=...``;
 * ACDC validation reported per condition;
-* bad data fails with one line before Ray is asked for anything.
+* bad data fails with one line before Ray is asked for anything (the sweep script as a subprocess).
+
+The two sweeps run with the in-process executor (``cluster=inprocess``: the same Trainer, data loading,
+evaluators and MLflow child runs in a real SQLite store as on Ray, one worker per trial, no Ray).
 """
 import os
 import subprocess
@@ -18,11 +21,11 @@ from seglab.platform.sweep import SweepConfig, run_sweep
 
 from .conftest import REPO, compose
 
-SMALL = ["trainer=tiny", "trainer.num_workers=1", "trainer.epochs=1", "trainer.viz_samples=1",
+SMALL = ["cluster=inprocess", "trainer=tiny", "trainer.num_workers=1", "trainer.epochs=1", "trainer.viz_samples=1",
          "dataset.base_size=128", "dataset.train.crop_size=[64,128]"]
 
 
-def test_spine_sweep_on_a_cityscapes_root(ray_cluster, mlflow_store, tmp_path):
+def test_spine_sweep_on_a_cityscapes_root(mlflow_store, tmp_path):
     root = tmp_path / "cityscapes"
     write_cityscapes(root, splits={"train": 4, "val": 2}, size=(64, 128))
     base, sweep_dict = compose(["model=ovenet_hrnet_w18_small_v1", "dataset=cityscapes", f"dataset.root={root}",
@@ -40,7 +43,7 @@ def test_spine_sweep_on_a_cityscapes_root(ray_cluster, mlflow_store, tmp_path):
         assert "val_iou_traffic_sign" in child.data.metrics or "val_iou_road" in child.data.metrics
 
 
-def test_acdc_validation_is_reported_per_condition(ray_cluster, mlflow_store, tmp_path):
+def test_acdc_validation_is_reported_per_condition(mlflow_store, tmp_path):
     root = tmp_path / "acdc"
     write_acdc(root, splits={"train": 1, "val": 1}, conditions=("fog", "night"), size=(64, 128))
     base, sweep_dict = compose(["dataset=acdc", f"dataset.root={root}", "dataset.conditions=[fog,night]", *SMALL,

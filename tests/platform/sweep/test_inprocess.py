@@ -1,0 +1,106 @@
+"""The in-process executor's trial (:func:`seglab.platform.sweep.inprocess.run_trial_inprocess`), no Ray:
+one trial at a time against a real MLflow SQLite store.
+
+Every run here trains hrnet_w18_small_v1 on 8 generated 32x64 images (a few seconds per epoch)."""
+import copy
+
+import pytest
+import torch
+
+from seglab.platform import checkpoint as ckpt
+from seglab.platform import tracking
+from seglab.platform.config import RunConfig
+from seglab.platform.sweep.inprocess import run_trial_inprocess
+from seglab.platform.train.hooks import stop_marker
+from seglab.platform.train.trainer import Trainer
+
+BASE = {
+    "model": {"name": "hrnet_w18_small_v1"},
+    "loss": {"name": "ce"},
+    "dataset": {"name": "synthetic", "image_size": [32, 64], "seed": 0,
+                "train": {"num_samples": 8, "augment": True, "crop_size": [32, 64], "scale_range": [0.75, 1.25]},
+                "val": {"num_samples": 4, "augment": False}, "test": {"num_samples": 4, "augment": False}},
+    "trainer": {"num_workers": 1, "epochs": 1, "batch_size": 4, "lr": 0.05, "seed": 3, "viz_samples": 0,
+                "flops_input_size": [32, 64]},
+    "label": "tiny",
+}
+
+
+def make_run(**trainer):
+    d = copy.deepcopy(BASE)
+    d["trainer"].update(trainer)
+    return RunConfig.from_dict(d)
+
+
+@pytest.fixture
+def ctx(tmp_path, monkeypatch):
+    """A sweep's context for trials run in this process, with its MLflow parent run in a SQLite store."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
+    monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    experiment_id = tracking.ensure_experiment("inprocess", uri)
+    parent = tracking.start_parent_run(experiment_id, "inprocess", {}, uri)
+    return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
+            "storage_path": str(tmp_path / "train"), "use_gpu": False, "executor": "inprocess"}
+
+
+def test_a_trial_starts_from_the_weights_of_its_seed_whatever_ran_before(ctx):
+    """As a Ray Train worker of rank 0 does (``torch.manual_seed(trainer.seed + rank)`` before the model
+    is built), an in-process trial initialises its model from ``trainer.seed``, not from whatever state
+    the process's random generator was left in by the trials (or anything else) before it. Reference:
+    a bare Trainer built right after ``torch.manual_seed(trainer.seed)`` and trained the same epoch."""
+    run = make_run()
+    torch.manual_seed(12345)  # what an earlier trial of the sweep leaves behind
+    torch.rand(1000)
+    out = run_trial_inprocess({"trial": run.to_dict(), "ctx": ctx})
+    trained = ckpt.load(str(latest_checkpoint(ctx, run)))["model"]
+
+    torch.manual_seed(run.trainer.seed)
+    reference = Trainer.from_run(run, say=lambda text: None)
+    reference.fit()
+    expected = ckpt.unwrap(reference.model).state_dict()
+    assert set(trained) == set(expected)
+    assert all(torch.equal(trained[k], expected[k]) for k in expected)
+    assert out["val_miou"] == reference.last_metrics["val_miou"]
+
+
+def latest_checkpoint(ctx, run):
+    return stop_marker(ctx["storage_path"], run.key()).parent / ckpt.CHECKPOINT_NAME
+
+
+def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ctx):
+    """What ASHA's stop does to an in-process trial (moved from the Ray integration test): the run sees
+    its marker before epoch 2, closes its MLflow run FINISHED with ``seglab.stopped_early=true`` and one
+    epoch logged, and the trial returns normally with the epoch's result."""
+    run = make_run(epochs=3)
+    marker = stop_marker(ctx["storage_path"], run.key())
+    marker.parent.mkdir(parents=True)
+    marker.write_text("stopped by the test\n")
+    out = run_trial_inprocess({"trial": run.to_dict(), "ctx": ctx})
+    client = tracking.client(ctx["tracking_uri"])
+    child = client.get_run(out["mlflow_run_id"])
+    assert child.info.status == "FINISHED" and child.data.tags["seglab.stopped_early"] == "true"
+    assert child.data.tags[tracking.PARENT_TAG] == ctx["parent_run_id"]
+    history = client.get_metric_history(child.info.run_id, "val_miou")
+    assert sorted(m.step for m in history) == [1]
+    assert out["epoch"] == 1 and out["best_val_miou"] == history[0].value
+    assert child.data.metrics["selected_epoch"] == 1  # still scored on the report split, with what it trained
+
+
+def test_a_retried_trial_leaves_no_thread_of_its_failed_attempt_behind(ctx):
+    """A Ray worker that crashes takes its sampler and MLflow-writer threads with it; in process, a
+    failed attempt must stop them itself. Otherwise its system sampler goes on logging into the run
+    (and its writer delivering) after the trial has ended, for as long as the process lives. The
+    retry resumes from the attempt's checkpoint: one restart, both epochs logged, FINISHED."""
+    import threading
+
+    run = make_run(epochs=2, fail_once_at_epoch=2, max_failures=1)
+    before = set(threading.enumerate())
+    out = run_trial_inprocess({"trial": run.to_dict(), "ctx": ctx})
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+    client = tracking.client(ctx["tracking_uri"])
+    child = client.get_run(out["mlflow_run_id"])
+    assert child.info.status == "FINISHED" and child.data.tags["seglab.restarts"] == "1"
+    assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_miou")) == [1, 2]
