@@ -49,16 +49,22 @@ def test_a_trial_starts_from_the_weights_of_its_seed_whatever_ran_before(ctx):
     """As a Ray Train worker of rank 0 does (``torch.manual_seed(trainer.seed + rank)`` before the model
     is built), an in-process trial initialises its model from ``trainer.seed``, not from whatever state
     the process's random generator was left in by the trials (or anything else) before it. Reference:
-    a bare Trainer built right after ``torch.manual_seed(trainer.seed)`` and trained the same epoch."""
+    a bare Trainer built right after ``torch.manual_seed(trainer.seed)`` and trained the same epoch on
+    the trial's one thread."""
     run = make_run()
     torch.manual_seed(12345)  # what an earlier trial of the sweep leaves behind
     torch.rand(1000)
     out = run_trial_inprocess({"trial": run.to_dict(), "ctx": ctx})
     trained = ckpt.load(str(latest_checkpoint(ctx, run)))["model"]
 
-    torch.manual_seed(run.trainer.seed)
-    reference = Trainer.from_run(run, say=lambda text: None)
-    reference.fit()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the trial's CPU budget (one thread), so the sums add in the same order
+    try:
+        torch.manual_seed(run.trainer.seed)
+        reference = Trainer.from_run(run, say=lambda text: None)
+        reference.fit()
+    finally:
+        torch.set_num_threads(threads)
     expected = ckpt.unwrap(reference.model).state_dict()
     assert set(trained) == set(expected)
     assert all(torch.equal(trained[k], expected[k]) for k in expected)
