@@ -67,6 +67,8 @@ def open_trial(config: Dict[str, Any], workers: Optional[int] = None) -> OpenTri
     label = run.label or methods.describe(run)
     summary = trial_summary(run, ctx)
     params = flatten(run.to_dict())
+    if workers is not None:
+        params["trainer.num_workers"] = workers  # what trains it (the in-process executor: 1)
     params.update({"model.params": summary.params, "model.gflops": round(summary.gflops, 3),
                    "model.flops_input": "x".join(map(str, summary.flops_input_size))})
     if summary.inference_params is not None and summary.inference_params != summary.params:

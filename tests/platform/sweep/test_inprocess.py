@@ -78,8 +78,9 @@ def latest_checkpoint(ctx, run):
 def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ctx):
     """What ASHA's stop does to an in-process trial (moved from the Ray integration test): the run sees
     its marker before epoch 2, closes its MLflow run FINISHED with ``seglab.stopped_early=true`` and one
-    epoch logged, and the trial returns normally with the epoch's result."""
-    run = make_run(epochs=3)
+    epoch logged, and the trial returns normally with the epoch's result. A run configured for two DDP
+    workers logs the one process that trained it."""
+    run = make_run(epochs=3, num_workers=2)
     marker = stop_marker(ctx["storage_path"], run.key())
     marker.parent.mkdir(parents=True)
     marker.write_text("stopped by the test\n")
@@ -88,6 +89,7 @@ def test_a_trial_with_a_stop_marker_ends_itself_after_the_epoch(ctx):
     child = client.get_run(out["mlflow_run_id"])
     assert child.info.status == "FINISHED" and child.data.tags["seglab.stopped_early"] == "true"
     assert child.data.tags[tracking.PARENT_TAG] == ctx["parent_run_id"]
+    assert child.data.params["trainer.num_workers"] == "1"
     history = client.get_metric_history(child.info.run_id, "val_miou")
     assert sorted(m.step for m in history) == [1]
     assert out["epoch"] == 1 and out["best_val_miou"] == history[0].value
