@@ -20,6 +20,8 @@ The behaviours around the loop (stop marker, time budget, pictures, samplers, tr
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import time
 from pathlib import Path
@@ -366,12 +368,25 @@ def training_gflops(run: RunConfig, num_classes: int, hw: Tuple[int, int], image
     """Training compute spent: 3 x the training-forward GFLOPs of one ``hw`` image (targets given,
     train mode, so a model's training-only modules count; forward + backward, the usual
     1:2 estimate) x the images trained on, in the ``gflops`` metric's convention."""
+    import json
+
+    return 3.0 * _training_forward_gflops(json.dumps(run.model.to_dict(), sort_keys=True), num_classes,
+                                          tuple(hw)) * images
+
+
+@functools.lru_cache(maxsize=64)
+def _training_forward_gflops(model: str, num_classes: int, hw: Tuple[int, int]) -> float:
+    """One image's training-forward GFLOPs, counted once per architecture and size in a process
+    (an in-process sweep's trials share most architectures)."""
+    import json
+
     from seglab.models.complexity import count_flops
     from seglab.platform.build import build_model
+    from seglab.platform.config import ModelConfig
 
     with torch.device("meta"):
-        model = build_model(run.model, num_classes, load_weights=False)
-    return 3.0 * count_flops(model, input_size=hw, train=True) * images
+        net = build_model(ModelConfig.from_dict(json.loads(model)), num_classes, load_weights=False)
+    return count_flops(net, input_size=hw, train=True)
 
 
 def resumed_trainer(trainer: Trainer, state: Optional[Dict[str, Any]], trial_dir: Optional[Path]) -> Trainer:
