@@ -2,6 +2,7 @@
 
     python benchmarks/p1_platform_overhead.py [--quick] [--repeats 3] [--epochs 3] [--samples 128]
                                               [--batch 8] [--size 128x256] [--threads 1] [--markdown PATH]
+                                              [--before GIT_REF]
 
 Both variants train the same model (HRNet-W18-small-v1 + CE), on the same embedded data set
 (seglab's synthetic street scenes with the training augmentation, seglab's seeded sampler), with the
@@ -10,8 +11,15 @@ same batch, crop size, optimizer (the trainer's SGD + poly LR), number of steps 
 - ``platform``: ``seglab.platform.sweep.trial.run_trial`` -> a Ray Train ``TorchTrainer`` with one
   worker (``trainer.num_workers=1``, ``cpus_per_worker=0.9`` -> 1 thread) on a local Ray cluster,
   MLflow logging from the worker into a SQLite store in a temp dir, a checkpoint reported every epoch;
+- ``inprocess``: the same trial through ``seglab.platform.sweep.inprocess.run_trial_inprocess``
+  (``cluster=inprocess``): the same MLflow child run, hooks and checkpoints, no Ray;
 - ``bare``: the same run through seglab's ``Trainer`` in this process (no Ray, no MLflow, no hook but
   a checkpoint written every epoch): the loop the platform's worker runs, without the platform around it.
+
+Each trial's fixed cost is its wall time minus its epochs' train+val time (worker start-up, the MLflow
+child run, FLOP count, checkpoints, the report split, teardown). ``--before GIT_REF`` also measures it
+for an earlier commit, side by side: that commit's own P1 script runs in a temporary ``git worktree``
+(one repeat per repeat here, interleaved) and its "outside the epochs" figure is read from its output.
 
 The headline is steady-state training throughput (images/s of the epochs after the first: the
 platform's logged ``images_per_s`` metric, the bare loop timed the same way). A second row compares
@@ -106,10 +114,12 @@ class TrialStore:
         self._tmp.cleanup()
 
 
-def platform_trial(base: Dict[str, Any], store: TrialStore, label: str) -> Dict[str, Any]:
-    """One trial through seglab's trial function; its per-epoch metrics read back from MLflow."""
+def platform_trial(base: Dict[str, Any], store: TrialStore, label: str, inprocess: bool = False) -> Dict[str, Any]:
+    """One trial through seglab's trial function (on Ray Train, or ``inprocess``: the in-process
+    executor's); its per-epoch metrics read back from MLflow."""
     from seglab.platform import tracking
     from seglab.platform.config import RunConfig
+    from seglab.platform.sweep.inprocess import run_trial_inprocess
     from seglab.platform.sweep.trial import run_trial
 
     store.count += 1
@@ -119,7 +129,7 @@ def platform_trial(base: Dict[str, Any], store: TrialStore, label: str) -> Dict[
     ctx = {"tracking_uri": store.uri, "experiment_id": store.experiment_id, "parent_run_id": store.parent,
            "storage_path": str(store.root / f"runs-{store.count}"), "use_gpu": False}
     t0 = time.perf_counter()
-    result = run_trial({"trial": run.to_dict(), "ctx": ctx})
+    result = (run_trial_inprocess if inprocess else run_trial)({"trial": run.to_dict(), "ctx": ctx})
     wall = time.perf_counter() - t0
     client = tracking.client(store.uri)
     rid = result["mlflow_run_id"]
@@ -222,6 +232,47 @@ def bare_trial(base: Dict[str, Any], threads: int, seed: int) -> Dict[str, Any]:
     return {"images_per_s": ips, "periods": periods}
 
 
+# ---------------------------------------------------------------- an earlier commit, side by side
+
+class Before:
+    """An earlier commit's P1 script in a temporary ``git worktree`` of this repository, run once per call
+    with this run's sizes; :meth:`fixed_cost` reads its trial's seconds outside the epochs."""
+
+    def __init__(self, ref: str, args: List[str]) -> None:
+        import subprocess
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="seglab-p1-before-")
+        self.tree = Path(self._tmp.name) / "tree"
+        out = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(self.tree), ref],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            self._tmp.cleanup()
+            raise SystemExit(f"--before {ref}: git worktree add failed: {out.stderr.strip().splitlines()[-1:]}")
+        self.ref = subprocess.run(["git", "-C", str(self.tree), "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+        self.args = args
+
+    def fixed_cost(self) -> float:
+        import re
+        import subprocess
+
+        env = dict(os.environ, PYTHONPATH=str(self.tree))
+        with tempfile.TemporaryDirectory() as store:  # its benchmark log goes to a throwaway store
+            env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(store) / 'mlflow.db'}"
+            out = subprocess.run([sys.executable, str(self.tree / "benchmarks" / "p1_platform_overhead.py"),
+                                  "--repeats", "1", *self.args], cwd=self.tree, env=env, capture_output=True, text=True)
+        found = re.findall(r"of which ([0-9.]+) s outside the epochs", out.stdout)
+        if out.returncode != 0 or not found:
+            raise RuntimeError(f"P1 of {self.ref} failed (exit {out.returncode}): {(out.stdout + out.stderr)[-800:]}")
+        return float(found[0])
+
+    def close(self) -> None:
+        import subprocess
+
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.tree)], capture_output=True)
+        self._tmp.cleanup()
+
+
 # ---------------------------------------------------------------- main
 
 def main() -> None:
@@ -235,6 +286,8 @@ def main() -> None:
     p.add_argument("--size", default="128x256", help="HxW of the images and the training crop")
     p.add_argument("--threads", type=int, default=1, help="torch threads of both variants (the platform: floor(cpus_per_worker))")
     p.add_argument("--markdown", default=None, help="also write the table + headline to this file")
+    p.add_argument("--before", default=None, metavar="GIT_REF",
+                   help="also measure the per-trial fixed cost of this earlier commit's platform, interleaved")
     a = p.parse_args()
     repeats = a.repeats or (1 if a.quick else 3)
     epochs = a.epochs or (2 if a.quick else 3)
@@ -254,6 +307,9 @@ def main() -> None:
     print(f"Ray start-up (local cluster, no dashboard): {ray_start:.1f} s", flush=True)
     store = TrialStore("p1_platform_overhead")
     bare_ips, plat_ips, bare_cycle, plat_cycle, walls, startups = [], [], [], [], [], []
+    local_ips, local_fixed, before_fixed = [], [], []
+    before = Before(a.before, ["--epochs", str(epochs), "--samples", str(samples), "--val", str(a.val), "--batch",
+                               str(a.batch), "--size", a.size, "--threads", str(a.threads)]) if a.before else None
     per_epoch = (samples // a.batch) * a.batch
     try:
         for r in range(repeats):  # interleaved
@@ -269,8 +325,19 @@ def main() -> None:
             startups.append(pl["wall_s"] - pl["epochs_s"])
             print(f"  repeat {r + 1}: platform {plat_ips[-1]:.2f} img/s (trial {pl['wall_s']:.1f} s, of which "
                   f"{startups[-1]:.1f} s outside the epochs' train+val)", flush=True)
+            local = platform_trial(base, store, "p1-inprocess", inprocess=True)
+            local_ips.append(med(local["images_per_s"]))
+            local_fixed.append(local["wall_s"] - local["epochs_s"])
+            print(f"  repeat {r + 1}: in process {local_ips[-1]:.2f} img/s (trial {local['wall_s']:.1f} s, of which "
+                  f"{local_fixed[-1]:.1f} s outside the epochs' train+val)", flush=True)
+            if before is not None:
+                before_fixed.append(before.fixed_cost())
+                print(f"  repeat {r + 1}: {before.ref}'s platform trial: {before_fixed[-1]:.1f} s outside the epochs",
+                      flush=True)
     finally:
         store.close()
+        if before is not None:
+            before.close()
         import ray
 
         ray.shutdown()  # only the cluster this process started
@@ -288,13 +355,25 @@ def main() -> None:
         "|---|---|---|---|",
         row("Trainer in this process (train)", bare_ips, repeats),
         row("platform, 1 worker (train, logged images_per_s)", plat_ips, repeats),
+        row("platform in process, cluster=inprocess (train, logged images_per_s)", local_ips, repeats),
         row("Trainer: whole epoch cycle (train+val+checkpoint)", bare_cycle, repeats),
         row("platform: whole epoch cycle (train+val+checkpoint+MLflow+report)", plat_cycle, repeats),
         "",
         f"Ray start-up (apart): {ray_start:.1f} s; platform trial wall {med(walls):.1f} s (median), of which "
         f"{med(startups):.1f} s outside the epochs (worker start-up, checkpoints, MLflow, teardown).",
         f"Whole-epoch-cycle ratio platform/bare: {cycle_ratio:.3f}",
+        "",
+        "| per-trial fixed cost (trial wall − its epochs' train+val), s | median | min–max | repeats |",
+        "|---|---|---|---|",
+        row("Ray Train trial, 1 worker (this commit)", startups, repeats, "{:.1f}"),
+        row("in-process trial, cluster=inprocess (this commit)", local_fixed, repeats, "{:.1f}"),
     ]
+    if before is not None:
+        lines.append(row(f"Ray Train trial, 1 worker (commit {before.ref}, its own P1, interleaved)", before_fixed,
+                         repeats, "{:.1f}"))
+        lines += ["", f"P1 per-trial fixed cost, Ray Train trial: {med(before_fixed):.1f} s at {before.ref} -> "
+                      f"{med(startups):.1f} s now ({med(startups) / med(before_fixed):.2f}x); in process "
+                      f"{med(local_fixed):.1f} s"]
     text = "\n".join(lines)
     headline = f"P1 platform/bare throughput ratio: {ratio:.3f} (goal >= 0.97)"
     v = versions()
@@ -306,7 +385,9 @@ def main() -> None:
                   {"bare_images_per_s": med(bare_ips), "platform_images_per_s": med(plat_ips),
                    "bare_cycle_images_per_s": med(bare_cycle), "platform_cycle_images_per_s": med(plat_cycle),
                    "ray_startup_s": ray_start, "platform_trial_wall_s": med(walls),
-                   "platform_outside_epochs_s": med(startups), "load_avg_before": load0, "cycle_ratio": cycle_ratio, "ratio": ratio},
+                   "platform_outside_epochs_s": med(startups), "inprocess_outside_epochs_s": med(local_fixed),
+                   "inprocess_images_per_s": med(local_ips),
+                   "before_outside_epochs_s": med(before_fixed), "load_avg_before": load0, "cycle_ratio": cycle_ratio, "ratio": ratio},
                   text + "\n\n" + headline)
     emit(text, headline, a.markdown)
 
