@@ -1,6 +1,14 @@
-"""Test-session setup: the environment every seglab process expects, set before anything imports."""
+"""Test-session setup: the environment every seglab process expects, set before anything imports.
+
+One intra-op thread for torch, in this process and in every process a test starts (``OMP_NUM_THREADS``
+is read when torch is imported): the tests' tensors are tiny, and on a small shared machine a second
+thread per process made the suite several times slower (the trainer's tests: ~4x in wall and CPU time;
+fp16 convolution backward, which has no fast CPU kernel: ~3x), with erratic timings. A Ray trial
+sets its own count (``trainer.cpus_per_worker``); an ``OMP_NUM_THREADS`` already set is kept.
+"""
 import os
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

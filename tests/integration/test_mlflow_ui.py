@@ -254,7 +254,7 @@ def test_comparison_table_artifact_opens(server, store, browser):
     assert json.loads(Path(again).read_text()) == data
 
     browser.get(ui.artifact_url(server, store["exp"], store["parent"], ui.TABLE_ARTIFACT))
-    text = _wait_text(browser, ui.TABLE_ARTIFACT, "View as table", "test_miou_low", METHOD_LABEL)
+    _wait_text(browser, ui.TABLE_ARTIFACT, "View as table", "test_miou_low", METHOD_LABEL)
     cells = browser.execute_script("return [...document.querySelectorAll('[role=\"cell\"]')]"
                                    ".map(c => c.innerText.trim())")
     assert "0.62" in cells and "0.66" in cells, cells

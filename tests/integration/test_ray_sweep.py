@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from seglab.platform import tracking
 from seglab.platform.config import RunConfig

@@ -71,10 +71,36 @@ def test_forward_backward_tiny_input(name):
     assert head_grad > 0
 
 
-@pytest.mark.parametrize("name", list_models())
+# The smallest model of each family: a family's models share their forward code and differ in widths
+# and depths only (test_forward_backward_tiny_input above runs every registered model's forward).
+FAMILY_SMALLEST = {
+    "HRNet": "hrnet_w18_small_v1", "HRNet+OCR": "hrnet_w18_small_v1_ocr",
+    "OVeNet": "ovenet_hrnet_w18_small_v1", "OVeNet+OCR": "ovenet_hrnet_w18_small_v1_ocr",
+    "DeepLabV3+": "deeplabv3plus_r50", "DeepLabV2": "deeplabv2_r101", "FCN": "fcn_r50", "UNet": "unet",
+    "PHGMM": "phgmm_r18",
+}
+
+
+def test_every_registered_model_has_a_family():
+    """Each registered model is one of FAMILY_SMALLEST's families (a new family needs its entry)."""
+    def family(name):
+        for prefix, fam in (("ovenet_hrnet_", "OVeNet"), ("hrnet_", "HRNet"), ("deeplabv3plus_", "DeepLabV3+"),
+                            ("deeplabv2_", "DeepLabV2"), ("fcn_", "FCN"), ("unet", "UNet"), ("phgmm_", "PHGMM")):
+            if name.startswith(prefix):
+                return fam + ("+OCR" if name.endswith("_ocr") else "")
+        return None
+
+    families = {name: family(name) for name in list_models()}
+    assert None not in families.values(), families
+    assert set(families.values()) == set(FAMILY_SMALLEST)
+    assert all(families[name] == fam for fam, name in FAMILY_SMALLEST.items())
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_SMALLEST.values()))
 def test_training_forward_flops_every_model(name):
-    """count_flops(train=True) runs every model's training forward (dummy targets, train mode, on the
-    meta device); only models with training-only modules (PHGMM's PostNet) count more than inference."""
+    """count_flops(train=True) runs the training forward (dummy targets, train mode, on the meta device)
+    of the smallest model of every family; only models with training-only modules (PHGMM's PostNet)
+    count more than inference."""
     from seglab.models.complexity import count_flops
     from tests.models.conftest import build_meta
 

@@ -1,6 +1,8 @@
 """The ``seglab`` command.
 
-    seglab models [--size 1024x2048] [--num-classes 19]   every registered model with params and GFLOPs
+    seglab models [PATTERN ...] [--size 1024x2048] [--num-classes 19]
+                                                          registered models with params and GFLOPs: every one,
+                                                          or those matching a PATTERN (fnmatch, e.g. 'hrnet_w48*')
     seglab compare [SWEEP_RUN_ID ...] [--experiment NAME] [--out DIR] [--no-log]
                                                           the comparison of sweeps (latest by default), plots
     seglab data check DATASET ROOT [--split S ...] [--option KEY=VALUE ...]
@@ -34,6 +36,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = Parser(prog="seglab", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("models", help="list registered models with params and GFLOPs")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN",
+                   help="list only the models whose names match one of these fnmatch patterns, e.g. 'hrnet_w48*' "
+                        "(default: every registered model); a pattern that matches none is an error (exit 2)")
     p.add_argument("--size", type=hw_type("--size", "1024x2048"), default=(1024, 2048),
                    help="input HxW (default 1024x2048)")
     p.add_argument("--num-classes", type=positive, default=19)

@@ -1,6 +1,7 @@
 """Everything checked before a sweep asks Ray for anything: each run built cheaply (the model on the
-``meta`` device, data sets lazily) so that a bad name, value or file fails with one line, its size
-and forward cost counted (:class:`RunSummary`), and each distinct data set scanned once.
+``meta`` device, data sets lazily) so that a bad name, value or file fails with one line, and each
+distinct data set scanned once; then, with every check passed, each run's size and forward cost
+counted (:class:`RunSummary`), each architecture once.
 
 The counts travel to the trials (:func:`flops_key` -> GFLOPs in the sweep's context), so a trial
 never counts FLOPs or builds a meta model again.
@@ -46,10 +47,34 @@ def flops_key(run: RunConfig) -> str:
     return json.dumps([model, list(run.trainer.flops_input_size)], sort_keys=True, default=str)
 
 
-def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
+def validate_run(run: RunConfig, count_flops: bool = True, flops_cache: Optional[Dict[Any, Tuple[float, float]]] = None
+                 ) -> RunSummary:
     """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad.
-    With ``count_flops`` its inference and training forwards are counted (else NaN)."""
-    from seglab.models.complexity import count_flops as _flops
+    With ``count_flops`` its inference and training forwards are counted once every check has passed
+    (else NaN); ``flops_cache``: see :func:`count_run_flops`."""
+    summary, model = _check_run(run)
+    if count_flops:
+        summary.gflops, summary.train_gflops = count_run_flops(run, model, summary.num_classes, flops_cache)
+    return summary
+
+
+def count_run_flops(run: RunConfig, model: torch.nn.Module, num_classes: int,
+                    flops_cache: Optional[Dict[Any, Tuple[float, float]]] = None) -> Tuple[float, float]:
+    """(inference, training) GFLOPs of ``run``'s ``model`` at ``trainer.flops_input_size``. ``flops_cache``
+    (a dict the caller keeps across runs) holds them by architecture, input size and class count
+    (:func:`flops_key` + ``num_classes``): an architecture already counted is not counted again."""
+    from seglab.models.complexity import count_flops
+
+    cache = {} if flops_cache is None else flops_cache
+    key = (flops_key(run), num_classes)
+    if key not in cache:
+        size = tuple(run.trainer.flops_input_size)
+        cache[key] = count_flops(model, input_size=size), count_flops(model, input_size=size, train=True)
+    return cache[key]
+
+
+def _check_run(run: RunConfig) -> Tuple[RunSummary, torch.nn.Module]:
+    """Every check of :func:`validate_run`; its summary (GFLOPs not counted: NaN) and meta model."""
     from seglab.models.complexity import count_inference_parameters, count_parameters
 
     from seglab.losses.ce import check_class_weights
@@ -65,12 +90,8 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
                           f"{num_classes} classes")
     with torch.device("meta"):
         model = build_model(run.model, num_classes, load_weights=False)
-    gflops = train_gflops = float("nan")
-    if count_flops:
-        size = tuple(run.trainer.flops_input_size)
-        gflops, train_gflops = _flops(model, input_size=size), _flops(model, input_size=size, train=True)
-    summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), gflops,
-                         tuple(run.trainer.flops_input_size), count_inference_parameters(model), train_gflops)
+    summary = RunSummary(num_classes, list(val.class_names), count_parameters(model), float("nan"),
+                         tuple(run.trainer.flops_input_size), count_inference_parameters(model), float("nan"))
     methods.for_run(run).validate(run, summary)
     if run.model.pretrained:  # after the method's own checks, which say more (e.g. PHGMM's PostNet classes)
         from seglab.models.pretrained import check_pretrained
@@ -78,17 +99,19 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
         # a file of another architecture fails here, not in a trial; a baseline inherits the method's
         # model.pretrained, and a file it has no tensor of is left to the trial (as before)
         check_pretrained(model, run.model.pretrained, require_match=not run.baseline)
-    return summary
+    return summary, model
 
 
 def validate_sweep(base: Dict[str, Any], sweep: SweepConfig, runs: List[RunConfig], verify_data: bool = True
                    ) -> List[RunSummary]:
-    """Validate every run (and a representative Optuna point) and scan each distinct data set once.
+    """Validate every run (and a representative Optuna point), scan each distinct data set once, then
+    count FLOPs, each architecture once (runs of a sweep often share one: seeds, loss weights).
 
-    Raises ConfigError with one line on the first problem; nothing on the cluster is touched.
+    Raises ConfigError with one line on the first problem, before any FLOP is counted; nothing on
+    the cluster is touched.
     """
     extra = [run_for_point(base, representative_point(sweep))] if sweep.search == "optuna" else []
-    summaries = [validate_run(r) for r in runs + extra]
+    checked = [_check_run(r) for r in runs + extra]
     if verify_data:
         seen = set()
         for r in runs + extra:
@@ -96,4 +119,7 @@ def validate_sweep(base: Dict[str, Any], sweep: SweepConfig, runs: List[RunConfi
             if blob not in seen:
                 seen.add(blob)
                 verify_datasets(r.dataset)
-    return summaries[: len(runs)]
+    flops_cache: Dict[Any, Tuple[float, float]] = {}
+    for r, (summary, model) in zip(runs + extra, checked):
+        summary.gflops, summary.train_gflops = count_run_flops(r, model, summary.num_classes, flops_cache)
+    return [summary for summary, _ in checked[: len(runs)]]

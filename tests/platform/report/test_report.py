@@ -289,13 +289,45 @@ def test_cli_compare_bad_run_id_is_one_line(store, capsys):
     assert len(err) == 1 and "no MLflow run 'nope'" in err[0]
 
 
-def test_cli_models_lists_every_model_with_published_counts(capsys):
-    assert cli_main(["models", "--size", "1024x2048"]) == 0
+def _listed(out):
+    """The model names of ``seglab models``' table, in printed order, and their lines."""
+    lines = out.split("\n\n")[0].splitlines()[1:]
+    return [line.split()[0] for line in lines], {line.split()[0]: line for line in lines}
+
+
+def test_cli_models_with_patterns_lists_the_matching_models_with_published_counts(capsys):
+    # registry order, each model once (hrnet_w48 matches two patterns); only the matching models are built
+    assert cli_main(["models", "unet", "hrnet_w4?", "hrnet_w48", "phgmm_r1?", "--size", "1024x2048"]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("hrnet_w48 "))
-    params, gflops = (float(v) for v in line.split()[1:3])
+    names, lines = _listed(out)
+    assert names == ["hrnet_w48", "phgmm_r18", "unet"]
+    params, gflops = (float(v) for v in lines["hrnet_w48"].split()[1:3])
     assert params == pytest.approx(65.86, abs=0.01) and gflops == pytest.approx(696.2, abs=0.1)
-    assert "ovenet_hrnet_w48" in out
+    assert "19 classes, input 1024x2048." in out
+
+
+def test_cli_models_without_patterns_lists_every_registered_model(capsys, monkeypatch):
+    """The unfiltered listing: one line per registered model, in registry order, each counted at --size
+    (the counts themselves are checked above and in tests/models; here a stand-in returns 1.5)."""
+    from seglab.models import complexity, list_models
+
+    sizes = []
+    monkeypatch.setattr(complexity, "count_flops", lambda model, input_size: sizes.append(input_size) or 1.5)
+    assert cli_main(["models", "--size", "32x64", "--num-classes", "5"]) == 0
+    out = capsys.readouterr().out
+    names, lines = _listed(out)
+    assert names == list_models() and "ovenet_hrnet_w48" in names and len(names) == 28
+    assert sizes == [(32, 64)] * 28 and all(line.split()[2] == "1.5" for line in lines.values())
+    assert "5 classes, input 32x64." in out
+
+
+def test_cli_models_pattern_matching_nothing_is_one_line(capsys):
+    assert cli_main(["models", "hrnet_w48", "nope*"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing built or printed before the error
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seglab: error: no registered model matches 'nope*'; valid model "
+                                               "names: deeplabv2_r101,"), err
 
 
 def test_cli_bad_size_is_one_line(capsys):

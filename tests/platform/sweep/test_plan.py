@@ -458,3 +458,39 @@ def test_a_trial_reuses_the_drivers_counts(monkeypatch):
         == (counted.params, counted.gflops, counted.train_gflops, counted.inference_params, (64, 64))
     monkeypatch.undo()
     assert trial.trial_summary(run_with(3), ctx).train_gflops == other.train_gflops > counted.train_gflops
+
+
+def test_validate_sweep_counts_each_architecture_once(monkeypatch):
+    """Runs of one sweep that share an architecture (here three OVeNet loss weights) are counted once:
+    two architectures (the HRNet baseline, OVeNet) -> two inference and two training counts, not eight;
+    every run still gets its architecture's numbers. A bad run fails the sweep before anything is counted."""
+    from seglab.models import complexity
+    from seglab.platform.sweep import validate_sweep
+
+    calls = []
+
+    def fake_count(model, input_size=(1024, 2048), in_chans=3, train=False):
+        calls.append((type(model).__name__, tuple(input_size), train))
+        return 100.0 * len(calls)  # a new number per call: a reused count is visible
+
+    monkeypatch.setattr(complexity, "count_flops", fake_count)
+    base, sweep = _compose(["sweep.kappa=[0.25,0.5,1.0]", "trainer.flops_input_size=[64,128]"])
+    runs = plan_trials(base, sweep)
+    assert [r.model.name for r in runs] == ["hrnet_w18_small_v1"] + 3 * ["ovenet_hrnet_w18_small_v1"]
+    summaries = validate_sweep(base, sweep, runs, verify_data=False)
+    assert [(c[0], c[2]) for c in calls] == [("HRNetV2", False), ("HRNetV2", True), ("OVeNet", False), ("OVeNet", True)]
+    assert {c[1] for c in calls} == {(64, 128)}
+    assert [(s.gflops, s.train_gflops) for s in summaries] == [(100.0, 200.0)] + 3 * [(300.0, 400.0)]
+    # another flops_input_size is another count
+    calls.clear()
+    base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.flops_input_size=[32,64]"])
+    validate_sweep(base, sweep, plan_trials(base, sweep), verify_data=False)
+    assert [c[1] for c in calls] == [(32, 64)] * 4
+    # the second run (OVeNet) names a missing file: one error, and the valid baseline was not counted either
+    calls.clear()
+    base, sweep = _compose(["sweep.kappa=[0.25]", "+model.body_checkpoint=/nonexistent/best.pt"])
+    runs = plan_trials(base, sweep)
+    assert not runs[0].model.body_checkpoint and runs[1].model.body_checkpoint == "/nonexistent/best.pt"
+    with pytest.raises(ConfigError, match="model.body_checkpoint: file not found: /nonexistent/best.pt"):
+        validate_sweep(base, sweep, runs, verify_data=False)
+    assert calls == []
