@@ -139,7 +139,7 @@ ROWS: List[Row] = [
       "unknown trainer 'nope' (trainer=nope); valid trainer names: default, demo,"),
     R("ovenet_sweep.py", "sweep=nope", "unknown name (config group)", "unknown sweep 'nope' (sweep=nope); valid sweep names:"),
     R("ovenet_sweep.py", "cluster=nope", "unknown name (config group)",
-      "unknown cluster 'nope' (cluster=nope); valid cluster names: aws, gcp, k8s, local"),
+      "unknown cluster 'nope' (cluster=nope); valid cluster names: aws, gcp, inprocess, k8s, local"),
     R("ovenet_sweep.py", "trainer.log_checkpoints=all", "unknown name",
       "trainer.log_checkpoints must be one of best, last, none (got 'all')"),
     R("ovenet_sweep.py", "sweep.resume=/nonexistent/sweep", "missing file",

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 
 import psutil
@@ -49,4 +50,11 @@ def test_the_listening_sockets_of_a_cluster(fake_cluster):
     assert by_pid[c.gcs.pid].loopback and by_pid[c.client.pid].loopback
     assert by_pid[c.worker].ip == "0.0.0.0" and not by_pid[c.worker].loopback
     assert by_pid[c.worker].name == f"{os.path.basename(sys.executable)} fake_ray.py"
-    assert listeners([psutil.Process(os.getpid())]) == []  # this process listens on nothing
+    # a process that listens on nothing has no listener (not this test process: an earlier test in the
+    # same pytest worker, e.g. a Ray driver, may have left a socket listening in it)
+    quiet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert listeners([psutil.Process(quiet.pid)]) == []
+    finally:
+        quiet.kill()
+        quiet.wait()

@@ -97,7 +97,8 @@ def test_the_walk_sees_the_package_and_ray_internals_holds_what_it_wraps():
     uses = {what for _, what in ray_private_uses(ALLOWED.read_text())}
     assert uses == {"ray._private", "ray._private.utils", "ray._private.worker", "ray.train.torch.config._TorchBackend",
                     "ray.train._internal.worker_group", "ray.train.torch.config._set_torch_distributed_env_vars",
-                    "ray.train.v2._internal.execution.context"}, uses
+                    "ray.train.v2._internal.execution.context",
+                    "ray.train.v2._internal.callbacks"}, uses
 
 
 @pytest.mark.parametrize("source,expected", [
