@@ -42,6 +42,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+# one worker runs the matrix (its fixture costs ~50 s): the group keeps xdist from running it twice
+pytestmark = pytest.mark.xdist_group("user_errors")
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 SECTION = "## What errors look like"
