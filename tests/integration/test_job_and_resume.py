@@ -76,6 +76,14 @@ def _no_placement_groups(dashboard):
     return all(pg.state == "REMOVED" for pg in list_placement_groups(address=dashboard, raise_on_missing_output=False))
 
 
+def _placement_groups(dashboard):
+    """What a failure shows: every placement group of the cluster, its state and job."""
+    from ray.util.state import list_placement_groups
+
+    return "\n".join(f"{pg.placement_group_id} {pg.state} job={pg.creator_job_id} {pg.name}"
+                     for pg in list_placement_groups(address=dashboard, raise_on_missing_output=False))
+
+
 def _submit(env, dashboard, *extra, submission_id=None):
     """``ray job submit`` of the sweep with ``sweep.resume=true``, as a user submits the demo."""
     runtime_env = json.dumps({"env_vars": {k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGLAB_HOME", "RAY_AUTH_MODE")},
@@ -164,7 +172,8 @@ def _run_the_three_drivers(env, gcs, dashboard, tmp_path):
           "the interrupted trial to resume in the Ray job", on_timeout=lambda: jobs.get_job_logs("resume-1")[-3000:])
     assert jobs.stop_job("resume-1")
     _wait(lambda: jobs.get_job_status("resume-1") == JobStatus.STOPPED, "the job to stop", timeout=60)
-    _wait(lambda: _no_placement_groups(dashboard), "the stopped job's placement groups to be removed", timeout=60)
+    _wait(lambda: _no_placement_groups(dashboard), "the stopped job's placement groups to be removed", timeout=120,
+          on_timeout=lambda: _placement_groups(dashboard))
     final = _submit(env, dashboard)
     return client, exp_id, finished, resumed, found, driver.pid, final
 

@@ -42,8 +42,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-# one worker runs the matrix (its fixture costs ~50 s): the group keeps xdist from running it twice
-pytestmark = pytest.mark.xdist_group("user_errors")
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -468,15 +466,31 @@ def write_readme_table(rows: List[str]) -> None:
 # ------------------------------------------------------------------------------------- the tests
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("user_errors")
+    """One folder for the whole test session: under xdist, the root all workers' temp folders share."""
+    root = tmp_path_factory.getbasetemp()
+    return (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "user_errors"
 
 
 @pytest.fixture(scope="module")
 def matrix(folder) -> Dict[str, Any]:
-    t0 = time.perf_counter()
-    out = run_matrix(folder)
-    print(f"\nbad-input matrix: {len(out['rows'])} rows in-process + {len(out['processes'])} processes "
-          f"in {time.perf_counter() - t0:.1f} s")
+    """The matrix, run once per test session (it costs ~50 s): the first pytest worker that needs it
+    runs it under a lock and saves it; a worker that gets some of the rows later reads it back."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    saved = folder.parent / "user_errors.json"
+    with open(folder.parent / "user_errors.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            folder.mkdir()
+            t0 = time.perf_counter()
+            out = run_matrix(folder)
+            print(f"\nbad-input matrix: {len(out['rows'])} rows in-process + {len(out['processes'])} processes "
+                  f"in {time.perf_counter() - t0:.1f} s")
+            saved.write_text(json.dumps({**out, "rows": [[list(k), v] for k, v in out["rows"].items()]}))
+    out = json.loads(saved.read_text())
+    out["rows"] = {tuple(k): v for k, v in out["rows"]}
+    out["processes"] = {int(i): v for i, v in out["processes"].items()}
     return out
 
 
