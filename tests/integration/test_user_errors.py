@@ -42,6 +42,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+# the matrix fixture costs ~50 s: its tests go to one pytest worker (a test xdist still sends to another
+# reads the matrix that worker saved, see matrix())
+pytestmark = pytest.mark.xdist_group("user_errors")
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
