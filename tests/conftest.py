@@ -8,8 +8,21 @@ sets its own count (``trainer.cpus_per_worker``); an ``OMP_NUM_THREADS`` already
 """
 import os
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A SQLite MLflow store in the test's folder, made this process's store (MLFLOW_TRACKING_URI),
+    with SEGLAB_HOME and the artifact root there too; its URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
+    monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    return uri

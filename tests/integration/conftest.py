@@ -46,15 +46,6 @@ def compose(overrides, config_name="config"):
     return split_config(cfg)
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
-    monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
-    return uri
-
-
 RAY = [pytest.mark.integration, pytest.mark.xdist_group("ray")]
 CLUSTER_CPUS = 2
 

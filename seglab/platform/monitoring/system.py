@@ -78,6 +78,10 @@ class SystemSampler:
         self._thread.start()
         return self
 
+    def abandon(self) -> None:
+        """Stop as a crashed worker would: the state file stays, so the next attempt numbers on."""
+        self.stop(keep_state=True)
+
     def stop(self, keep_state: bool = False) -> None:
         """Stop sampling; remove the state file unless ``keep_state`` (a worker that ends normally is
         not resumed). Idempotent."""

@@ -21,8 +21,6 @@ from typing import Any, Dict, List
 from seglab.platform.config import RunConfig
 from seglab.platform.sweep.trial import OpenTrial, TrialFailed, close_trial, open_trial
 
-EXECUTOR = "inprocess"
-
 
 def run_trial_inprocess(config: Dict[str, Any]) -> Dict[str, Any]:
     """The in-process twin of :func:`~seglab.platform.sweep.trial.run_trial` (same config and result)."""
@@ -80,16 +78,11 @@ def _stop_crashed_attempt(trainer: Any, writer: Any) -> None:
     """What a crashed Ray worker's death stops, for an attempt that raised in this process: its samplers
     (the system sampler keeps its step file, so the next attempt numbers on) and its writer (no end
     record; its journal is left to the next attempt's writer)."""
-    from seglab.platform.monitoring.system import SystemSampler
     from seglab.platform.train.hooks import Samplers
 
     for hook in getattr(trainer, "hooks", []):
         if isinstance(hook, Samplers):
-            for sampler in hook.samplers:
-                if isinstance(sampler, SystemSampler):
-                    sampler.stop(keep_state=True)
-                else:
-                    sampler.stop()
+            hook.abandon()
     writer.abandon()
 
 

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from seglab.platform import methods, tracking
 from seglab.platform.cluster.resources import TRIAL_DRIVER_CPU
 from seglab.platform.config import RunConfig, TrainerConfig, set_dotted
-from seglab.platform.sweep.config import SweepConfig
+from seglab.platform.sweep.config import INPROCESS, SweepConfig
 from seglab.platform.sweep.plan import run_for_point, split_phases, start_from, warm_start_run, with_seeds
 
 
@@ -78,7 +78,7 @@ def fit_phase(state: SweepState, runs: List[RunConfig], name: str, *, search: bo
     With ``state.resume`` the Tuner saved under ``storage/name`` is restored when there is one
     (finished trials are kept, unfinished ones run again and their Train runs resume from their
     latest checkpoints)."""
-    if state.ctx.get("executor") == "inprocess":
+    if state.ctx.get("executor") == INPROCESS:
         from seglab.platform.sweep.inprocess import fit_inprocess
 
         return fit_inprocess(state, runs, name, search=search)

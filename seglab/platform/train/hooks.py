@@ -207,6 +207,13 @@ class Samplers(HookBase):
         for s in self.samplers:
             s.stop()
 
+    def abandon(self) -> None:
+        """Stop the samplers as the death of this process would (an attempt that crashed in a process
+        that lives on): a sampler with resume state (``abandon()``: the system sampler's step file)
+        keeps it for the next attempt."""
+        for s in self.samplers:
+            getattr(s, "abandon", s.stop)()
+
 
 class Progress(HookBase):
     """Rank 0 prints one line per epoch (loss, selection score, images/s, ETA)."""

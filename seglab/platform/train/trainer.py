@@ -21,7 +21,6 @@ The behaviours around the loop (stop marker, time budget, pictures, samplers, tr
 from __future__ import annotations
 
 import functools
-
 import math
 import time
 from pathlib import Path

@@ -2,43 +2,26 @@
 one trial at a time against a real MLflow SQLite store.
 
 Every run here trains hrnet_w18_small_v1 on 8 generated 32x64 images (a few seconds per epoch)."""
-import copy
-
 import pytest
 import torch
 
 from seglab.platform import checkpoint as ckpt
 from seglab.platform import tracking
-from seglab.platform.config import RunConfig
 from seglab.platform.sweep.inprocess import run_trial_inprocess
 from seglab.platform.train.hooks import stop_marker
 from seglab.platform.train.trainer import Trainer
-
-BASE = {
-    "model": {"name": "hrnet_w18_small_v1"},
-    "loss": {"name": "ce"},
-    "dataset": {"name": "synthetic", "image_size": [32, 64], "seed": 0,
-                "train": {"num_samples": 8, "augment": True, "crop_size": [32, 64], "scale_range": [0.75, 1.25]},
-                "val": {"num_samples": 4, "augment": False}, "test": {"num_samples": 4, "augment": False}},
-    "trainer": {"num_workers": 1, "epochs": 1, "batch_size": 4, "lr": 0.05, "seed": 3, "viz_samples": 0,
-                "flops_input_size": [32, 64]},
-    "label": "tiny",
-}
+from tests.platform.train.test_trainer import make_run as trainer_test_run
 
 
 def make_run(**trainer):
-    d = copy.deepcopy(BASE)
-    d["trainer"].update(trainer)
-    return RunConfig.from_dict(d)
+    """The trainer tests' tiny run, one epoch with seed 3 unless told otherwise."""
+    return trainer_test_run(**{"epochs": 1, "seed": 3, **trainer})
 
 
 @pytest.fixture
-def ctx(tmp_path, monkeypatch):
+def ctx(tmp_path, mlflow_store):
     """A sweep's context for trials run in this process, with its MLflow parent run in a SQLite store."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
-    monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    uri = mlflow_store
     experiment_id = tracking.ensure_experiment("inprocess", uri)
     parent = tracking.start_parent_run(experiment_id, "inprocess", {}, uri)
     return {"tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent,
