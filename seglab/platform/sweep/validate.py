@@ -47,14 +47,13 @@ def flops_key(run: RunConfig) -> str:
     return json.dumps([model, list(run.trainer.flops_input_size)], sort_keys=True, default=str)
 
 
-def validate_run(run: RunConfig, count_flops: bool = True, flops_cache: Optional[Dict[Any, Tuple[float, float]]] = None
-                 ) -> RunSummary:
+def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     """Build data sets, loss and model (on the meta device) for ``run``; raise ConfigError if bad.
     With ``count_flops`` its inference and training forwards are counted once every check has passed
-    (else NaN); ``flops_cache``: see :func:`count_run_flops`."""
+    (else NaN)."""
     summary, model = _check_run(run)
     if count_flops:
-        summary.gflops, summary.train_gflops = count_run_flops(run, model, summary.num_classes, flops_cache)
+        summary.gflops, summary.train_gflops = count_run_flops(run, model, summary.num_classes)
     return summary
 
 
