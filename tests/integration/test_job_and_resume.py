@@ -6,10 +6,13 @@ and --temp-dir), then one 2-trial sweep (the HRNet baseline and OVeNet, one tria
 1. run as a plain driver process connected to the head (``RAY_ADDRESS``, as the sweep connects inside
    a job), SIGKILLed once the first trial finished and the second is training; while it trains, every
    socket of the cluster (GCS, raylet, dashboard and its agents, Ray Client server, workers, the
-   driver) listens on 127.0.0.1 only; the dead driver's placement groups are released;
+   driver) listens on 127.0.0.1 only;
 2. resumed with ``sweep.resume=true`` as a job (``ray job submit``), stopped with ``ray job stop``
-   while the second trial trains again; the stopped job's placement groups are released;
-3. resumed again to the end, as a job: it succeeds.
+   while the second trial trains again;
+3. resumed again to the end, as a job: it succeeds, and no placement group is left. Ray releases an
+   ended driver's placement groups, except one created while the job is stopped (Ray Train restarting
+   its worker group): each resumed driver releases what the sweep's ended drivers left
+   (test_leftover_placement_groups.py makes such a leftover on purpose).
 
 The finished trial is not re-run, the other resumes from its checkpoints (twice), and the same MLflow
 parent and child runs continue (one parent, two children, every epoch logged); the outputs are a
@@ -155,7 +158,6 @@ def _run_the_three_drivers(env, gcs, dashboard, tmp_path):
     found = cluster_listeners(env["SESSION"], [driver.pid])  # a trial is training: its workers count too
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
-    _wait(lambda: _no_placement_groups(dashboard), "the killed driver's placement groups to be removed", timeout=60)
     assert _epochs(client, finished.info.run_id) == set(range(1, EPOCHS + 1))
 
     jobs = JobSubmissionClient(dashboard)
@@ -172,9 +174,9 @@ def _run_the_three_drivers(env, gcs, dashboard, tmp_path):
           "the interrupted trial to resume in the Ray job", on_timeout=lambda: jobs.get_job_logs("resume-1")[-3000:])
     assert jobs.stop_job("resume-1")
     _wait(lambda: jobs.get_job_status("resume-1") == JobStatus.STOPPED, "the job to stop", timeout=60)
-    _wait(lambda: _no_placement_groups(dashboard), "the stopped job's placement groups to be removed", timeout=120,
+    final = _submit(env, dashboard)  # releases what the stopped job may have left (a Ray race)
+    _wait(lambda: _no_placement_groups(dashboard), "every placement group to be removed after the sweep", timeout=60,
           on_timeout=lambda: _placement_groups(dashboard))
-    final = _submit(env, dashboard)
     return client, exp_id, finished, resumed, found, driver.pid, final
 
 
@@ -223,4 +225,5 @@ def test_the_demo_head_runs_a_sweep_that_survives_a_killed_driver_and_a_stopped_
     assert kids[resumed.info.run_id].data.tags["seglab.restarts"] == "2"
     state = json.loads(next((tmp_path / "runs").glob("ovenet_vs_hrnet-*/sweep.json")).read_text())
     assert state["status"] == "FINISHED" and state["parent_run_id"] == sweeps[0].info.run_id
+    assert len(state["ray_jobs"]) == len(set(state["ray_jobs"])) == 3  # each driver's Ray job, for the next one
     _check_what_the_sweep_logged(client, sweeps[0].info.run_id, list(kids.values()), log, tmp_path)

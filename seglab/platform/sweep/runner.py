@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from seglab.errors import check
 from seglab.platform import methods, tracking
@@ -83,9 +83,10 @@ def connect_ray() -> None:
 
 
 def open_sweep(base: Dict[str, Any], sweep: SweepConfig, method: methods.Method, total: int, uri: str,
-               experiment_id: str, root: Path, resumed) -> Tuple[Path, Dict[str, Any]]:
+               experiment_id: str, root: Path, resumed, ray_job: Optional[str] = None) -> Tuple[Path, Dict[str, Any]]:
     """The sweep's folder and state: the interrupted one (``resumed``) with its MLflow parent run set
-    RUNNING again, or a new folder and parent run."""
+    RUNNING again, or a new folder and parent run. The state lists the Ray job of every driver
+    (``ray_job``: this one's), whose leftovers a resumed driver releases."""
     c = tracking.client(uri)
     if resumed is not None:
         storage, state = resumed
@@ -108,6 +109,8 @@ def open_sweep(base: Dict[str, Any], sweep: SweepConfig, method: methods.Method,
         state = {"name": sweep.name, "parent_run_id": parent_id, "experiment_id": experiment_id, "tracking_uri": uri,
                  "config": fingerprint(base, sweep)}
     state["status"] = "RUNNING"
+    if ray_job:
+        state["ray_jobs"] = [*state.get("ray_jobs", []), ray_job]
     write_state(storage, state)
     return storage, state
 
@@ -137,8 +140,8 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     resumed = find_resumable(root, base, sweep, uri)  # a one-line error before Ray, like validation
     experiment_id = tracking.ensure_experiment(sweep.experiment, uri)  # once, in the driver
     sized = runs or [run_for_point(base, representative_point(sweep))]
-    placement = place_trials(sized, sweep, total, root)
-    storage, state = open_sweep(base, sweep, method, total, uri, experiment_id, root, resumed)
+    placement = place_trials(sized, sweep, total, root, earlier_jobs=resumed[1].get("ray_jobs", []) if resumed else [])
+    storage, state = open_sweep(base, sweep, method, total, uri, experiment_id, root, resumed, placement.get("job"))
     parent_id = state["parent_run_id"]
     print(f"MLflow parent run {parent_id} in experiment '{sweep.experiment}' ({uri}); {placement['say']}; "
           f"sweep folder {storage} (interrupted? rerun the same command with sweep.resume=true)", flush=True)
@@ -162,10 +165,12 @@ def run_sweep(base: Dict[str, Any], sweep: SweepConfig, storage_root: Optional[s
     return finish(phases, state, experiment_id)
 
 
-def place_trials(sized: List[RunConfig], sweep: SweepConfig, total: int, root: Path) -> Dict[str, Any]:
+def place_trials(sized: List[RunConfig], sweep: SweepConfig, total: int, root: Path,
+                 earlier_jobs: Iterable[str] = ()) -> Dict[str, Any]:
     """Where the trials run: with ``cluster=inprocess`` here, one at a time (this process's GPU when
     there is one and ``trainer.use_gpu`` allows it); else on the Ray cluster (connected or started
-    here), as many at a time as its resources allow, after checking that every node shares ``root``."""
+    here), as many at a time as its resources allow, once what the sweep's ``earlier_jobs`` (Ray job
+    ids of its interrupted drivers) left is released, after checking that every node shares ``root``."""
     t = sized[0].trainer
     if (sweep.cluster or {}).get("name") == INPROCESS:
         import torch
@@ -178,16 +183,19 @@ def place_trials(sized: List[RunConfig], sweep: SweepConfig, total: int, root: P
                 "say": f"trials one after another in this process on the {'GPU' if use_gpu else 'CPU'} (no Ray)"}
     import ray
 
-    from seglab.platform.cluster.resources import TRIAL_DRIVER_CPU, plan_resources, wait_for_free_cpus
+    from seglab.platform.cluster.resources import (TRIAL_DRIVER_CPU, plan_resources,
+                                                   release_leftover_placement_groups, wait_for_free_cpus)
     from seglab.platform.cluster.storage import check_shared_storage
 
     connect_ray()
+    release_leftover_placement_groups(earlier_jobs)
     concurrent, use_gpu = plan_resources(sized, ray.cluster_resources(), sweep.max_concurrent_trials, total=total)
     wait_for_free_cpus(TRIAL_DRIVER_CPU + t.num_workers * t.cpus_per_worker)
     root.mkdir(parents=True, exist_ok=True)
     check_shared_storage(root)  # every node must see the sweep folders (checkpoints, resume)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    return {"executor": "ray", "concurrent": concurrent, "use_gpu": use_gpu, "cpus": ray.cluster_resources().get("CPU", 1.0),
+    return {"executor": "ray", "job": ray.get_runtime_context().get_job_id(),
+            "concurrent": concurrent, "use_gpu": use_gpu, "cpus": ray.cluster_resources().get("CPU", 1.0),
             "single_node": len(nodes) == 1 and (sweep.cluster or {}).get("name", "local") == "local",
             "say": f"{concurrent} trial(s) at a time, {'GPU' if use_gpu else 'CPU'} workers"}
 

@@ -4,7 +4,8 @@ import pytest
 import ray
 
 from seglab.errors import ConfigError
-from seglab.platform.cluster.resources import TRIAL_DRIVER_CPU, plan_resources, resolve_use_gpu, wait_for_free_cpus
+from seglab.platform.cluster.resources import (TRIAL_DRIVER_CPU, leftover_placement_groups, plan_resources,
+                                             resolve_use_gpu, wait_for_free_cpus)
 from seglab.platform.config import RunConfig, set_dotted
 
 BASE = {
@@ -62,3 +63,23 @@ def test_wait_for_free_cpus_names_the_placement_groups_holding_them(monkeypatch)
     wait_for_free_cpus(0.5, timeout_s=-1)  # enough: returns at once
     with pytest.raises(ConfigError, match=r"has 0.5 free CPUs, a trial needs 1.9; 2 placement group\(s\) hold"):
         wait_for_free_cpus(1.9, timeout_s=-1)
+
+
+def test_leftover_placement_groups_are_those_of_the_sweeps_ended_jobs_still_holding_resources():
+    groups = [
+        {"placement_group_id": "a", "state": "CREATED", "creator_job_id": "03000000", "is_detached": False},
+        {"placement_group_id": "b", "state": "REMOVED", "creator_job_id": "03000000", "is_detached": False},
+        {"placement_group_id": "c", "state": "PENDING", "creator_job_id": "01000000", "is_detached": False},
+        {"placement_group_id": "d", "state": "CREATED", "creator_job_id": "03000000", "is_detached": True},
+        {"placement_group_id": "e", "state": "CREATED", "creator_job_id": "04000000", "is_detached": False},
+        {"placement_group_id": "f", "state": "CREATED", "creator_job_id": "05000000", "is_detached": False},
+        {"placement_group_id": "g", "state": "CREATED", "creator_job_id": "02000000", "is_detached": False},
+    ]
+    status = {"01000000": "FAILED", "02000000": "SUCCEEDED", "03000000": "STOPPED", "04000000": "RUNNING",
+              "05000000": "STOPPED"}
+    # 01 (a killed driver) and 03 (a stopped job) ended; 04 still runs; 05 ended but is not this sweep's;
+    # 02 ended but is not listed either; b is already removed, d is detached (it outlives its job on purpose)
+    owners = ["01000000", "03000000", "04000000"]
+    assert leftover_placement_groups(groups, status, owners) == ["a", "c"]
+    assert leftover_placement_groups(groups, status, []) == []
+    assert leftover_placement_groups(groups, {}, owners) == []  # a job Ray does not know is not taken as ended
