@@ -60,7 +60,8 @@ def _train(trial: OpenTrial) -> Dict[str, float]:
     writer, trainer = make_writer(config, 0, trial.trial_dir), None
     try:
         trainer = Trainer.from_run(run, device=device, method=config.get("method"), resources=config.get("resources"),
-                                   mlflow_run_id=trial.run_id, writer=writer, label=trial.label)
+                                   mlflow_run_id=trial.run_id, writer=writer, label=trial.label,
+                                   train_forward_gflops=config.get("train_forward_gflops"))
         latest = trial.trial_dir / ckpt.CHECKPOINT_NAME
         resumed_trainer(trainer, ckpt.load(str(latest)) if latest.is_file() else None, trial.trial_dir)
         trainer.register(trial_hooks(trainer, trial.trial_dir, writer, 0, config, last=[LatestCheckpoint(latest)]))

@@ -123,7 +123,8 @@ def summaries_for_trials(runs: List[RunConfig], summaries: List[RunSummary]) -> 
         if math.isfinite(s.gflops):
             out[flops_key(r)] = {"params": s.params, "gflops": s.gflops, "train_gflops": s.train_gflops,
                                  "flops_input_size": list(s.flops_input_size),
-                                 "inference_params": s.inference_params, "num_classes": s.num_classes}
+                                 "inference_params": s.inference_params, "num_classes": s.num_classes,
+                                 "train_forward_gflops": dict(s.train_forward_gflops)}
     return out
 
 

@@ -46,13 +46,15 @@ class OpenTrial:
     run_id: str
     trial_dir: Path
     label: str
+    train_forward_gflops: Dict[str, float]
 
     def train_config(self) -> Dict[str, Any]:
         """What the training side gets (plain data: it travels to Ray workers)."""
         t = self.run.trainer
         return {"run": self.run.to_dict(), "trial_dir": str(self.trial_dir), "tracking_uri": self.ctx["tracking_uri"],
                 "mlflow_run_id": self.run_id, "threads": max(1, int(round(t.cpus_per_worker))),
-                "method": self.ctx.get("method"), "resources": self.ctx.get("resources") or {}, "label": self.label}
+                "method": self.ctx.get("method"), "resources": self.ctx.get("resources") or {}, "label": self.label,
+                "train_forward_gflops": self.train_forward_gflops}
 
 
 def open_trial(config: Dict[str, Any], workers: Optional[int] = None) -> OpenTrial:
@@ -88,7 +90,7 @@ def open_trial(config: Dict[str, Any], workers: Optional[int] = None) -> OpenTri
     _raise_if_failed(trial_dir, run_id, label, ctx["tracking_uri"])  # a retried or resumed trial that diverged
     print(f"[{label}] starting: {workers or t.num_workers} worker(s) x {t.epochs} epochs, "
           f"{summary.params / 1e6:.2f}M params, {summary.gflops:.1f} GFLOPs", flush=True)
-    return OpenTrial(run, ctx, run_id, trial_dir, label)
+    return OpenTrial(run, ctx, run_id, trial_dir, label, summary.train_forward_gflops)
 
 
 def close_trial(trial: OpenTrial, metrics: Dict[str, Any]) -> Dict[str, Any]:
@@ -159,7 +161,7 @@ def trial_summary(run: RunConfig, ctx: Dict[str, Any]):
         return validate_run(run)
     return RunSummary(int(known["num_classes"]), [], int(known["params"]), float(known["gflops"]),
                       tuple(known["flops_input_size"]), known.get("inference_params"),
-                      float(known.get("train_gflops", float("nan"))))
+                      float(known.get("train_gflops", float("nan"))), dict(known.get("train_forward_gflops") or {}))
 
 
 def _raise_if_failed(trial_dir: Path, run_id: str, label: str, uri: str) -> None:

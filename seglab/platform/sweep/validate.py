@@ -4,11 +4,12 @@ distinct data set scanned once; then, with every check passed, each run's size a
 counted (:class:`RunSummary`), each architecture once.
 
 The counts travel to the trials (:func:`flops_key` -> GFLOPs in the sweep's context), so a trial
-never counts FLOPs or builds a meta model again.
+never counts FLOPs or builds a meta model again: not for its size columns, nor (when the config names
+the training size) for the training compute it spent.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -28,7 +29,10 @@ class RunSummary:
 
     ``gflops`` is one image's inference forward (the ``gflops`` column); ``train_gflops`` one image's
     training forward (targets given, train mode: training-only parts such as PHGMM's PostNet run),
-    what ``sweep.budget=flops`` equalises. Both at ``flops_input_size``, see ``count_flops``."""
+    what ``sweep.budget=flops`` equalises. Both at ``flops_input_size``, see ``count_flops``.
+    ``train_forward_gflops``: one image's training forward by ``"HxW"``, at ``flops_input_size`` and at
+    the training batches' size when the config names it (:func:`training_size`): what a trial
+    multiplies by the images it trained on (``train_gflops_spent``) without counting again."""
 
     num_classes: int
     class_names: list
@@ -37,6 +41,19 @@ class RunSummary:
     flops_input_size: Tuple[int, int]
     inference_params: Optional[int] = None  # without training-only parts (PHGMM's PostNet)
     train_gflops: float = float("nan")
+    train_forward_gflops: Dict[str, float] = field(default_factory=dict)
+
+
+def training_size(run: RunConfig) -> Optional[Tuple[int, int]]:
+    """The training batches' (h, w) as the config names it: the train role's ``crop_size``, else the
+    data set's ``image_size`` (the generated data sets); None when only a drawn batch tells."""
+    options = {**run.dataset.common, **run.dataset.train}
+    size = options.get("crop_size") or options.get("image_size")
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    return (h, w) if h > 0 and w > 0 else None
 
 
 def flops_key(run: RunConfig) -> str:
@@ -54,6 +71,7 @@ def validate_run(run: RunConfig, count_flops: bool = True) -> RunSummary:
     summary, model = _check_run(run)
     if count_flops:
         summary.gflops, summary.train_gflops = count_run_flops(run, model, summary.num_classes)
+        summary.train_forward_gflops = count_training_forwards(run, model, summary)
     return summary
 
 
@@ -70,6 +88,23 @@ def count_run_flops(run: RunConfig, model: torch.nn.Module, num_classes: int,
         size = tuple(run.trainer.flops_input_size)
         cache[key] = count_flops(model, input_size=size), count_flops(model, input_size=size, train=True)
     return cache[key]
+
+
+def count_training_forwards(run: RunConfig, model: torch.nn.Module, summary: RunSummary,
+                            cache: Optional[Dict[Any, float]] = None) -> Dict[str, float]:
+    """One image's training-forward GFLOPs by ``"HxW"``: ``summary.train_gflops`` at ``flops_input_size``
+    and, counted here (once per architecture in ``cache``), at :func:`training_size` when it differs."""
+    from seglab.models.complexity import count_flops
+
+    out = {"x".join(map(str, run.trainer.flops_input_size)): summary.train_gflops}
+    size = training_size(run)
+    if size is not None and "x".join(map(str, size)) not in out:
+        cache = {} if cache is None else cache
+        key = (flops_key(run), summary.num_classes, size)
+        if key not in cache:
+            cache[key] = count_flops(model, input_size=size, train=True)
+        out["x".join(map(str, size))] = cache[key]
+    return out
 
 
 def _check_run(run: RunConfig) -> Tuple[RunSummary, torch.nn.Module]:
@@ -119,6 +154,8 @@ def validate_sweep(base: Dict[str, Any], sweep: SweepConfig, runs: List[RunConfi
                 seen.add(blob)
                 verify_datasets(r.dataset)
     flops_cache: Dict[Any, Tuple[float, float]] = {}
+    train_cache: Dict[Any, float] = {}
     for r, (summary, model) in zip(runs + extra, checked):
         summary.gflops, summary.train_gflops = count_run_flops(r, model, summary.num_classes, flops_cache)
+        summary.train_forward_gflops = count_training_forwards(r, model, summary, train_cache)
     return [summary for summary, _ in checked[: len(runs)]]

@@ -80,8 +80,11 @@ class Trainer:
 
     def __init__(self, run: RunConfig, data: RunData, model: nn.Module, criterion: nn.Module, *,
                  hooks: Sequence[HookBase] = (), wrap: Optional[Callable[[nn.Module], nn.Module]] = None,
-                 writer: Any = None, label: str = "", say: Optional[Callable[[str], None]] = None) -> None:
+                 writer: Any = None, label: str = "", say: Optional[Callable[[str], None]] = None,
+                 train_forward_gflops: Optional[Dict[str, float]] = None) -> None:
         t = run.trainer
+        # one image's training-forward GFLOPs by "HxW", as the sweep's driver counted them (else counted here)
+        self.train_forward_gflops = dict(train_forward_gflops or {})
         self.run, self.data, self.label = run, data, label or run.label
         self.rank, self.world, self.device = comm.rank(), comm.world_size(), data.device
         self.writer = writer if writer is not None else NullWriter()
@@ -121,7 +124,7 @@ class Trainer:
                  load_weights: bool = True, **kwargs: Any) -> "Trainer":
         """The trainer of ``run`` on this rank: its data (:func:`~seglab.platform.train.data.build_run_data`),
         model (with ``model.pretrained`` / ``model.body_checkpoint`` when ``load_weights``) and loss;
-        ``kwargs`` go to :class:`Trainer` (hooks, wrap, writer, label, say)."""
+        ``kwargs`` go to :class:`Trainer` (hooks, wrap, writer, label, say, train_forward_gflops)."""
         from seglab.platform.build import build_loss, build_model
 
         data = build_run_data(run, rank=comm.rank(), world=comm.world_size(), device=device, method=method,
@@ -353,7 +356,9 @@ class Trainer:
         images = self.last_epoch * self.steps_per_epoch * t.batch_size * self.world
         hw = self.train_hw or tuple(getattr(self.data.train_dataset, "image_size", (0, 0)))
         if self.rank == 0 and min(hw) > 0:
-            scores["train_gflops_spent"] = training_gflops(self.run, self.data.num_classes, hw, images)
+            known = self.train_forward_gflops.get("x".join(map(str, hw)))
+            scores["train_gflops_spent"] = (3.0 * known * images if known is not None
+                                            else training_gflops(self.run, self.data.num_classes, hw, images))
         scores["report_eval_s"] = self.clock() - t0
         if self.rank == 0:
             split = self.split_tags()["seglab.report_split"]

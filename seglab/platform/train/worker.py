@@ -77,7 +77,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     writer = make_writer(config, rank, trial_dir)
     trainer = Trainer.from_run(run, device=ray.train.torch.get_device(), method=config.get("method"),
                                resources=config.get("resources"), mlflow_run_id=config.get("mlflow_run_id"),
-                               wrap=ray.train.torch.prepare_model, writer=writer if rank == 0 else None, label=label)
+                               wrap=ray.train.torch.prepare_model, writer=writer if rank == 0 else None, label=label,
+                               train_forward_gflops=config.get("train_forward_gflops"))
     restored = ray.train.get_checkpoint()
     state = None
     if restored is not None:

@@ -384,6 +384,31 @@ def test_phgmm_sweep_budget_and_spent_compute_count_postnet():
     assert [r.trainer.epochs for r in apply_budget(runs, summaries, sweep)] == [20, max(1, epochs)]
     spent = training_gflops(runs[1], summaries[1].num_classes, (64, 128), images=7)
     assert spent == pytest.approx(3 * 7 * (summaries[1].gflops + postnet), rel=1e-12)
+    # the driver also counted the training forward at the training crop (what a trial multiplies by its
+    # images): a trial never counts again; the crop's count is the model's own at 32x64
+    for r, summary, model in zip(runs, summaries, (baseline, phgmm)):
+        assert summary.train_forward_gflops == {"64x128": summary.train_gflops,
+                                                "32x64": count_flops(model, (32, 64), train=True)}
+        assert summary.train_forward_gflops["32x64"] < summary.train_gflops / 3.5  # a quarter of the pixels
+
+
+def test_a_trainer_given_the_drivers_count_spends_no_time_counting(monkeypatch):
+    """``train_gflops_spent`` = 3 x the driver's training-forward count at the batches' size x images,
+    without a FLOP count in the trial; a size the driver did not count is counted there."""
+    from seglab.platform.train import trainer as T
+    from tests.platform.train.test_trainer import make_run
+
+    run = make_run(epochs=1, flops_input_size=[64, 128])
+
+    def counted(*args):
+        raise AssertionError("counted in the trial")
+
+    monkeypatch.setattr(T, "training_gflops", counted)
+    trainer = T.Trainer.from_run(run, say=lambda text: None, train_forward_gflops={"32x64": 0.25, "64x128": 1.0})
+    assert trainer.fit()["train_gflops_spent"] == pytest.approx(3 * 0.25 * 8)  # 1 epoch x 8 images at 32x64
+    monkeypatch.undo()
+    other = T.Trainer.from_run(run, say=lambda text: None, train_forward_gflops={"64x128": 1.0})
+    assert other.fit()["train_gflops_spent"] == pytest.approx(T.training_gflops(run, 9, (32, 64), 8), rel=1e-12)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -462,7 +487,8 @@ def test_a_trial_reuses_the_drivers_counts(monkeypatch):
 
 def test_validate_sweep_counts_each_architecture_once(monkeypatch):
     """Runs of one sweep that share an architecture (here three OVeNet loss weights) are counted once:
-    two architectures (the HRNet baseline, OVeNet) -> two inference and two training counts, not eight;
+    two architectures (the HRNet baseline, OVeNet) -> two inference and four training counts (at
+    flops_input_size and at the training crop), not twelve;
     every run still gets its architecture's numbers. A bad run fails the sweep before anything is counted."""
     from seglab.models import complexity
     from seglab.platform.sweep import validate_sweep
@@ -478,14 +504,18 @@ def test_validate_sweep_counts_each_architecture_once(monkeypatch):
     runs = plan_trials(base, sweep)
     assert [r.model.name for r in runs] == ["hrnet_w18_small_v1"] + 3 * ["ovenet_hrnet_w18_small_v1"]
     summaries = validate_sweep(base, sweep, runs, verify_data=False)
-    assert [(c[0], c[2]) for c in calls] == [("HRNetV2", False), ("HRNetV2", True), ("OVeNet", False), ("OVeNet", True)]
-    assert {c[1] for c in calls} == {(64, 128)}
-    assert [(s.gflops, s.train_gflops) for s in summaries] == [(100.0, 200.0)] + 3 * [(300.0, 400.0)]
-    # another flops_input_size is another count
+    # per architecture: inference and training forward at flops_input_size, the training forward at the crop
+    assert calls == [("HRNetV2", (64, 128), False), ("HRNetV2", (64, 128), True), ("HRNetV2", (128, 256), True),
+                     ("OVeNet", (64, 128), False), ("OVeNet", (64, 128), True), ("OVeNet", (128, 256), True)]
+    assert [(s.gflops, s.train_gflops) for s in summaries] == [(100.0, 200.0)] + 3 * [(400.0, 500.0)]
+    assert [s.train_forward_gflops for s in summaries] == [{"64x128": 200.0, "128x256": 300.0}] + 3 * [
+        {"64x128": 500.0, "128x256": 600.0}]
+    # another flops_input_size is another count; the training crop's count is the train_gflops when they agree
     calls.clear()
-    base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.flops_input_size=[32,64]"])
-    validate_sweep(base, sweep, plan_trials(base, sweep), verify_data=False)
-    assert [c[1] for c in calls] == [(32, 64)] * 4
+    base, sweep = _compose(["sweep.kappa=[0.25]", "trainer.flops_input_size=[128,256]"])
+    summaries = validate_sweep(base, sweep, plan_trials(base, sweep), verify_data=False)
+    assert [c[1] for c in calls] == [(128, 256)] * 4
+    assert [s.train_forward_gflops for s in summaries] == [{"128x256": 200.0}, {"128x256": 400.0}]
     # the second run (OVeNet) names a missing file: one error, and the valid baseline was not counted either
     calls.clear()
     base, sweep = _compose(["sweep.kappa=[0.25]", "+model.body_checkpoint=/nonexistent/best.pt"])
