@@ -43,9 +43,11 @@ def _state(pg_id):
 
 
 def _ended(job):
+    import ray
     from ray.util.state import list_jobs
 
-    return any(str(j.status) in ENDED_JOB for j in list_jobs(filters=[("job_id", "=", job)]))
+    return any(str(j.status) in ENDED_JOB for j in list_jobs(address=ray.get_runtime_context().gcs_address,
+                                                             filters=[("job_id", "=", job)]))
 
 
 def test_a_resumed_sweep_releases_what_its_ended_driver_left_and_nothing_else(ray_cluster):

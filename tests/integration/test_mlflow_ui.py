@@ -36,10 +36,11 @@ from .conftest import REPO, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = REPO / "docs" / "img" / "mlflow_ui.png"
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
     reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-           "`make setup` installs them (scripts/setup_system.sh)")
+           "`make setup` installs them (scripts/setup_system.sh)"),
+    pytest.mark.xdist_group("mlflow_ui")]  # one pytest worker: the module's server and browser start once
 
 # Two configurations x two paired seeds; numbers chosen so that the means are exact in decimal.
 BASE = {0: 0.60, 1: 0.64}  # test mIoU of the baseline's seeds -> mean 0.62

@@ -77,7 +77,8 @@ def _no_postgres_reason() -> Optional[str]:
 
 
 PG_BIN = _pg_bindir()
-pytestmark = pytest.mark.skipif(_no_postgres_reason() is not None, reason=str(_no_postgres_reason()))
+pytestmark = [pytest.mark.skipif(_no_postgres_reason() is not None, reason=str(_no_postgres_reason())),
+              pytest.mark.xdist_group("tracking_server")]  # one pytest worker: the stack starts once
 
 
 def _wait(what: str, ok, proc: Optional[subprocess.Popen], log: Optional[Path], timeout: float = 60.0) -> None:

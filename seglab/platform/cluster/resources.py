@@ -100,12 +100,14 @@ def release_leftover_placement_groups(owners: Iterable[str]) -> List[str]:
     from ray.util.state import list_jobs, list_placement_groups
 
     status, groups = {}, []
+    address = ray.get_runtime_context().gcs_address  # this cluster's, though the machine may run others
     try:
         for job in owners:
-            status.update({j.job_id: str(getattr(j.status, "value", j.status))
-                           for j in list_jobs(filters=[("job_id", "=", job)], raise_on_missing_output=False)})
+            status.update({j.job_id: str(getattr(j.status, "value", j.status)) for j in list_jobs(
+                address=address, filters=[("job_id", "=", job)], raise_on_missing_output=False)})
             groups += [g if isinstance(g, dict) else dict(vars(g)) for g in list_placement_groups(
-                filters=[("creator_job_id", "=", job)], detail=True, limit=10_000, raise_on_missing_output=False)]
+                address=address, filters=[("creator_job_id", "=", job)], detail=True, limit=10_000,
+                raise_on_missing_output=False)]
     except Exception as e:  # no dashboard (Ray's state API): Ray's own clean-up is all there is
         print(f"could not look for placement groups left by this sweep's earlier drivers ({type(e).__name__}: "
               f"{str(e).splitlines()[0][:160]}); continuing", flush=True)

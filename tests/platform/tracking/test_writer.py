@@ -26,6 +26,8 @@ from seglab.platform.tracking.writer import RunWriter
 from tests.platform.tracking.mlflow_server import free_port
 
 REPO = Path(__file__).resolve().parents[3]
+# one pytest worker: the module's mlflow server (conftest.py) starts once, not once per worker
+pytestmark = pytest.mark.xdist_group("tracking_writer")
 FAST = 0.5  # s: a logging call must return well within this, server up or down
 REPLAY = "python -m seglab.platform.tracking.journal"
 
