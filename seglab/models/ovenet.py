@@ -77,7 +77,7 @@ Other choices:
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -299,12 +299,15 @@ class OVeNet(HRNetBackbone):
         return self
 
     @torch.no_grad()
-    def init_offset_branch_from_main(self) -> None:
+    def init_offset_branch_from_main(self, loaded: Collection[str] = ()) -> None:
         """Copy every duplicated transition and the first modules of every duplicated stage from
         the main path into the offset branch (call after loading ImageNet weights: the thesis
         initialises the second head from them too). Offset stages with more modules than the main
         stage keep their own weights for the extra ones; the offset head keeps its own (zero last
-        conv) weights."""
+        conv) weights. Nothing is copied when ``loaded`` (the keys a checkpoint just filled) holds
+        any of the branch's transitions or stages (e.g. the OVeNet release)."""
+        if any(k.startswith(OFFSET_PREFIX) and not k.startswith("offset_head.") for k in loaded):
+            return
         for offset_transition, offset_stage, main_transition, main_stage in self.offset_pairs():
             offset_transition.load_state_dict(main_transition.state_dict())
             for offset_module, main_module in zip(offset_stage, main_stage):
