@@ -85,8 +85,21 @@ def test_w48_official_trained_layouts_map_onto_every_tensor(fixture, model, layo
     assert {k: tuple(v.shape) for k, v in match.usable.items()} == expected
 
 
+def test_ovenet_branch_3_release_maps_its_stage3_and_stage4_copies():
+    """OFFSET_BRANCH 3: transition2_2 / stage3_2 -> offset_transition2 / offset_stage3 besides stage 4's."""
+    rows = official("ovenet_ocr_w18_small_v1_branch3")
+    net = build_meta("ovenet_hrnet_w18_small_v1_ocr", num_classes=19, branch_stage=3)
+    match = match_checkpoint(net, meta_state(rows), "branch3")
+    assert match.layout.name == "ovenet" and match.missing == [] and match.unexpected == []
+    table = {**OVENET_HEAD, "transition2_2": "offset_transition2", "stage3_2": "offset_stage3"}
+    assert {k: tuple(v.shape) for k, v in match.usable.items()} == {
+        seglab_name(k, table): shape for k, shape in rows if k != "coords"}
+
+
 @pytest.mark.parametrize("fixture,model,layout,unexpected_prefixes", [
     ("hrnet_imagenet_w48", "hrnet_w48", "hrnet_imagenet",
+     ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")),
+    ("hrnet_imagenet_w18_small_v1", "hrnet_w18_small_v1", "hrnet_imagenet",
      ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")),
     ("torchvision_resnet101", "deeplabv3plus_r101", "torchvision_resnet", ("fc.",)),
 ])
