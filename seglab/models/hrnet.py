@@ -16,6 +16,12 @@ from seglab.models.backbones.hrnet import HRNET_SPECS, WEIGHT_INITS, HRNetBackbo
 from seglab.models.heads.hrnet_head import HRNetV2Head
 from seglab.models.outputs import SegOutput
 
+#: Defaults of the official HRNetV2 segmentation code (HRNet-Semantic-Segmentation ``master``,
+#: ``lib/models/seg_hrnet.py``: ``BN_MOMENTUM = 0.01``, interpolate without ``align_corners``;
+#: every HRNetV2 yaml: ``ALIGN_CORNERS: False``).
+HRNETV2_BN_MOMENTUM = 0.01
+HRNETV2_ALIGN_CORNERS = False
+
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -46,8 +52,11 @@ class HRNetV2(HRNetBackbone):
         arch: an :data:`HRNET_SPECS` name (e.g. ``"hrnet_w48"``) or an :class:`HRNetSpec`.
         num_classes: number of output classes (>= 1).
         in_chans: input image channels.
-        bn_momentum: BatchNorm momentum (PyTorch convention).
-        align_corners: of every bilinear upsampling (official configs: True).
+        bn_momentum: BatchNorm momentum (PyTorch convention; default 0.01, ``BN_MOMENTUM`` of the
+            official ``master`` ``seg_hrnet.py``).
+        align_corners: of every bilinear upsampling (default False: every official HRNetV2
+            segmentation yaml sets ``ALIGN_CORNERS: False`` and ``master``'s ``seg_hrnet.py``
+            interpolates without it; HRNet-OCR's default is True, see :mod:`seglab.models.ocr`).
         weight_init: ``"kaiming"`` (default, for training from scratch) or ``"hrnet"`` (official
             N(0, 0.001), meant to be overwritten by ImageNet weights); see :func:`init_hrnet_weights`.
 
@@ -59,8 +68,9 @@ class HRNetV2(HRNetBackbone):
 
     output_stride = 4
 
-    def __init__(self, arch: str | HRNetSpec, num_classes: int, in_chans: int = 3, bn_momentum: float = 0.1,
-                 align_corners: bool = True, weight_init: str = "kaiming") -> None:
+    def __init__(self, arch: str | HRNetSpec, num_classes: int, in_chans: int = 3,
+                 bn_momentum: float = HRNETV2_BN_MOMENTUM, align_corners: bool = HRNETV2_ALIGN_CORNERS,
+                 weight_init: str = "kaiming") -> None:
         check_common_args(num_classes, in_chans, bn_momentum, align_corners, weight_init)
         super().__init__(resolve_spec(arch), in_chans=in_chans, bn_momentum=bn_momentum, align_corners=align_corners)
         self.num_classes = num_classes
@@ -73,8 +83,8 @@ class HRNetV2(HRNetBackbone):
 
 
 def _make_factory(arch: str) -> Callable[..., HRNetV2]:
-    def factory(num_classes: int, in_chans: int = 3, bn_momentum: float = 0.1, align_corners: bool = True,
-                weight_init: str = "kaiming") -> HRNetV2:
+    def factory(num_classes: int, in_chans: int = 3, bn_momentum: float = HRNETV2_BN_MOMENTUM,
+                align_corners: bool = HRNETV2_ALIGN_CORNERS, weight_init: str = "kaiming") -> HRNetV2:
         return HRNetV2(arch, num_classes, in_chans=in_chans, bn_momentum=bn_momentum, align_corners=align_corners,
                        weight_init=weight_init)
 

@@ -23,6 +23,11 @@ from seglab.models.heads.ocr_head import OCRHead
 from seglab.models.hrnet import check_common_args, resolve_spec
 from seglab.models.outputs import SegOutput
 
+#: Defaults of the official HRNet-OCR code (HRNet-Semantic-Segmentation ``HRNet-OCR`` branch,
+#: ``lib/models/seg_hrnet_ocr.py``: ``BN_MOMENTUM = 0.1``, ``ALIGN_CORNERS = True``).
+OCR_BN_MOMENTUM = 0.1
+OCR_ALIGN_CORNERS = True
+
 
 def check_ocr_args(ocr_mid_channels: Any, ocr_key_channels: Any, ocr_dropout: Any) -> None:
     check(is_int(ocr_mid_channels) and ocr_mid_channels >= 1,
@@ -43,7 +48,12 @@ class HRNetOCR(HRNetBackbone):
         ocr_mid_channels: OCR pixel / region representation width (official ``MID_CHANNELS`` 512).
         ocr_key_channels: attention key width (official ``KEY_CHANNELS`` 256).
         ocr_dropout: Dropout2d after the OCR fusion conv (official 0.05).
-        in_chans, bn_momentum, align_corners, weight_init: as :class:`~seglab.models.hrnet.HRNetV2`.
+        in_chans, weight_init: as :class:`~seglab.models.hrnet.HRNetV2`.
+        bn_momentum: BatchNorm momentum (default 0.1: ``BN_MOMENTUM`` of the official ``HRNet-OCR``
+            branch's ``seg_hrnet_ocr.py``; its OCR modules use PyTorch's default, also 0.1).
+        align_corners: of every bilinear upsampling (default True: ``ALIGN_CORNERS = True`` in the
+            official ``seg_hrnet_ocr.py`` and ``MODEL.ALIGN_CORNERS`` in its ``default.py``; the
+            Cityscapes OCR yamls do not override it).
 
     ``forward(images (B, in_chans, H, W)) -> SegOutput(logits, aux_logits)``, both
     ``(B, num_classes, ceil(H/4), ceil(W/4))``. The backbone parameters keep the official names
@@ -55,7 +65,8 @@ class HRNetOCR(HRNetBackbone):
 
     def __init__(self, arch: str | HRNetSpec, num_classes: int, ocr_mid_channels: int = 512,
                  ocr_key_channels: int = 256, ocr_dropout: float = 0.05, in_chans: int = 3,
-                 bn_momentum: float = 0.1, align_corners: bool = True, weight_init: str = "kaiming") -> None:
+                 bn_momentum: float = OCR_BN_MOMENTUM, align_corners: bool = OCR_ALIGN_CORNERS,
+                 weight_init: str = "kaiming") -> None:
         check_common_args(num_classes, in_chans, bn_momentum, align_corners, weight_init)
         check_ocr_args(ocr_mid_channels, ocr_key_channels, ocr_dropout)
         super().__init__(resolve_spec(arch), in_chans=in_chans, bn_momentum=bn_momentum, align_corners=align_corners)
@@ -73,8 +84,8 @@ class HRNetOCR(HRNetBackbone):
 
 def _make_factory(arch: str) -> Callable[..., HRNetOCR]:
     def factory(num_classes: int, ocr_mid_channels: int = 512, ocr_key_channels: int = 256,
-                ocr_dropout: float = 0.05, in_chans: int = 3, bn_momentum: float = 0.1, align_corners: bool = True,
-                weight_init: str = "kaiming") -> HRNetOCR:
+                ocr_dropout: float = 0.05, in_chans: int = 3, bn_momentum: float = OCR_BN_MOMENTUM,
+                align_corners: bool = OCR_ALIGN_CORNERS, weight_init: str = "kaiming") -> HRNetOCR:
         return HRNetOCR(arch, num_classes, ocr_mid_channels=ocr_mid_channels, ocr_key_channels=ocr_key_channels,
                         ocr_dropout=ocr_dropout, in_chans=in_chans, bn_momentum=bn_momentum,
                         align_corners=align_corners, weight_init=weight_init)

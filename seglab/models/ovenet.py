@@ -28,6 +28,10 @@ Switches (keyword arguments of :class:`OVeNet` and of the registered factories):
   copied stage, ``null`` = :func:`default_offset_modules` (``max(1, main - 1)`` per stage: 1, 3, 2
   for stages 2, 3, 4 of W18/W32/W48, the thesis' "repeated 1, 3 and 2 times"), an int (only with
   ``branch_stage=4``) or a list with one count per copied stage, in stage order.
+* **Defaults of bn_momentum / align_corners** follow the official code of the base: HRNetV2 base
+  0.01 / False (as :class:`~seglab.models.hrnet.HRNetV2`), OCR base 0.1 / True (the official
+  OVeNet ``seg_hrnet_ocr.py`` and HRNet-OCR). ``tau`` defaults to the paper's 0.5 (the official
+  yamls use ``OFFSET_THRESHOLD: 0.2``: preset ``model=ovenet_hrnet_w48_ocr_official``).
 * **Offset bound** ``tau`` > 0 and ``tau_mode``:
 
   - ``"normalized"`` (default; the paper / official code): ``o = tanh(raw) * tau`` per component
@@ -41,13 +45,16 @@ Switches (keyword arguments of :class:`OVeNet` and of the registered factories):
   ``SegOutput.offsets`` is in normalised coordinates in both modes (pixels:
   ``o_x * (w - 1) / 2``, ``o_y * (h - 1) / 2``).
 * **Cascaded refinement** ``cascade_steps`` N >= 0 (default 0): :func:`cascade_offsets`,
-  ``o_0 = o``, ``o_{n+1}(p) = o_n(p) + o(p + o_n(p))`` (o sampled bilinearly, border clamp).
+  ``o_0 = o``, ``o_{n+1}(p) = o_n(p) + o_n(p + o_n(p))`` (the current field sampled bilinearly
+  at the current seed, border clamp: the official ``ITERATIVE_REFINEMENT`` loop).
   ``o_N`` resamples S_i and is ``SegOutput.offsets`` (the confidence loss uses it).
 * **What is resampled** ``resample``: ``"logits"`` (default, the paper's final model) or
   ``"probs"``: ``P_i = softmax(S_i)``, ``P_s = resample(P_i, o)``, ``P_f = (1 - F) P_i + F P_s``
-  (computed in float32 at least), and the returned initial / seed / final (and aux) maps are
+  (computed in float32 at least), and the returned initial / seed / final maps are
   ``log(max(P, PROB_EPS))``. Their softmax is P again (up to the eps), so cross-entropy on them
-  is the negative log-likelihood of the probabilities and argmax is unchanged.
+  is the negative log-likelihood of the probabilities and argmax is unchanged. On OCR only the
+  OCR output goes through the softmax; the soft-region (aux) map is resampled and fused as
+  logits, as the official ``LOGITS: false`` path does.
 * **Frozen body** ``freeze_body`` (thesis/paper ablation "Fr"): everything outside the offset
   branch -- the shared body, the main path's own stages and the main head (HRNetV2 or OCR) -- gets
   ``requires_grad=False`` and stays in eval mode (BatchNorm statistics and OCR dropout frozen),
@@ -70,7 +77,7 @@ Other choices:
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +104,10 @@ INFERENCE_OUTPUTS = ("final", "initial", "seed")
 PROB_EPS = 1e-12
 #: Prefix of every module of the offset branch (and of nothing else).
 OFFSET_PREFIX = "offset_"
+
+#: Official (bn_momentum, align_corners) per base: HRNet-Semantic-Segmentation ``master``
+#: ``seg_hrnet.py`` (0.01, False as its yamls) and OVeNet / HRNet-OCR ``seg_hrnet_ocr.py`` (0.1, True).
+BASE_DEFAULTS = {"hrnet": (0.01, False), "hrnet_ocr": (0.1, True)}
 
 OffsetModules = Union[None, int, Sequence[int]]
 
@@ -147,17 +158,18 @@ def bound_offsets(raw: Tensor, tau: float, tau_mode: str = "normalized") -> Tens
 
 
 def cascade_offsets(offsets: Tensor, steps: int) -> Tensor:
-    """Cascaded refinement (thesis §4.2): ``o_0 = o``, ``o_{n+1}(p) = o_n(p) + o(p + o_n(p))``.
+    """Cascaded refinement (thesis §4.2): ``o_0 = o``, ``o_{n+1}(p) = o_n(p) + o_n(p + o_n(p))``.
 
-    ``offsets`` ``(B, 2, h, w)`` in normalised coordinates; ``o(p + o_n(p))`` is
-    :func:`~seglab.models.resample.resample` of the field at the current seed (bilinear, positions
-    clamped to the border). Each step follows the field one more hop from the current seed, so
-    seeds move toward where the field vanishes. Returns ``o_steps`` (``offsets`` itself for 0
-    steps; a zero field stays exactly zero).
+    ``offsets`` ``(B, 2, h, w)`` in normalised coordinates; ``o_n(p + o_n(p))`` is
+    :func:`~seglab.models.resample.resample` of the *current* field at the current seed (bilinear,
+    positions clamped to the border), as the official OVeNet loop (``ITERATIVE_REFINEMENT``:
+    ``du = du + grid_sample(du, clamp(coords + offset))``) does; one step equals
+    ``o + o(p + o)``. Returns ``o_steps`` (``offsets`` itself for 0 steps; a zero field stays
+    exactly zero).
     """
     refined = offsets
     for _ in range(steps):
-        refined = refined + resample_offsets(offsets, refined)
+        refined = refined + resample_offsets(refined, refined)
     return refined
 
 
@@ -176,7 +188,9 @@ class OVeNet(HRNetBackbone):
         offset_modules: HighResolutionModules per copied stage: ``None`` (default
             :func:`default_offset_modules`), an int (``branch_stage=4`` only) or one int per
             stage ``branch_stage..4``.
-        in_chans, bn_momentum, align_corners, weight_init: as :class:`~seglab.models.hrnet.HRNetV2`.
+        in_chans, weight_init: as :class:`~seglab.models.hrnet.HRNetV2`.
+        bn_momentum, align_corners: ``None`` (default) = the official value of the base (HRNetV2:
+            0.01 / False; OCR: 0.1 / True).
         base: ``"hrnet"`` (HRNetV2 head) or ``"hrnet_ocr"`` (OCR head).
         tau_mode: ``"normalized"`` or ``"isotropic"``.
         branch_stage: 2, 3 or 4.
@@ -199,15 +213,18 @@ class OVeNet(HRNetBackbone):
     output_stride = 4
 
     def __init__(self, arch: str | HRNetSpec, num_classes: int, tau: float = DEFAULT_TAU,
-                 offset_modules: OffsetModules = None, in_chans: int = 3, bn_momentum: float = 0.1,
-                 align_corners: bool = True, weight_init: str = "kaiming", *, base: str = "hrnet",
+                 offset_modules: OffsetModules = None, in_chans: int = 3, bn_momentum: Optional[float] = None,
+                 align_corners: Optional[bool] = None, weight_init: str = "kaiming", *, base: str = "hrnet",
                  tau_mode: str = "normalized", branch_stage: int = 4, cascade_steps: int = 0,
                  resample: str = "logits", freeze_body: bool = False, inference_output: str = "final",
                  ocr_mid_channels: int = 512, ocr_key_channels: int = 256, ocr_dropout: float = 0.05) -> None:
+        _check_choice("base", base, BASES)
+        bn_default, ac_default = BASE_DEFAULTS[base]
+        bn_momentum = bn_default if bn_momentum is None else bn_momentum
+        align_corners = ac_default if align_corners is None else align_corners
         check_common_args(num_classes, in_chans, bn_momentum, align_corners, weight_init)
         check(isinstance(tau, numbers.Real) and not isinstance(tau, bool) and tau > 0,
               f"model.tau must be > 0 (got {tau!r})")
-        _check_choice("base", base, BASES)
         _check_choice("tau_mode", tau_mode, TAU_MODES)
         check(is_int(branch_stage) and branch_stage in BRANCH_STAGES,
               f"model.branch_stage must be one of 2, 3, 4 (got {branch_stage!r})")
@@ -282,12 +299,15 @@ class OVeNet(HRNetBackbone):
         return self
 
     @torch.no_grad()
-    def init_offset_branch_from_main(self) -> None:
+    def init_offset_branch_from_main(self, loaded: Collection[str] = ()) -> None:
         """Copy every duplicated transition and the first modules of every duplicated stage from
         the main path into the offset branch (call after loading ImageNet weights: the thesis
         initialises the second head from them too). Offset stages with more modules than the main
         stage keep their own weights for the extra ones; the offset head keeps its own (zero last
-        conv) weights."""
+        conv) weights. Nothing is copied when ``loaded`` (the keys a checkpoint just filled) holds
+        any of the branch's transitions or stages (e.g. the OVeNet release)."""
+        if any(k.startswith(OFFSET_PREFIX) and not k.startswith("offset_head.") for k in loaded):
+            return
         for offset_transition, offset_stage, main_transition, main_stage in self.offset_pairs():
             offset_transition.load_state_dict(main_transition.state_dict())
             for offset_module, main_module in zip(offset_stage, main_stage):
@@ -323,9 +343,11 @@ class OVeNet(HRNetBackbone):
             return self.head(features)
         return self.head(features), None
 
-    def _resample_and_fuse(self, initial: Tensor, offsets: Tensor, confidence: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """``(initial, seed, final)`` maps: logits, or log-probabilities for ``resample="probs"``."""
-        if self.resample_mode == "logits":
+    def _resample_and_fuse(self, initial: Tensor, offsets: Tensor, confidence: Tensor,
+                           as_logits: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(initial, seed, final)`` maps: logits, or log-probabilities for ``resample="probs"``
+        (unless ``as_logits``: the OCR aux map, fused as logits in both modes)."""
+        if self.resample_mode == "logits" or as_logits:
             seed = resample_offsets(initial, offsets)
             return initial, seed, fuse_logits(initial, seed, confidence)
         probs = F.softmax(initial.to(torch.promote_types(initial.dtype, torch.float32)), dim=1)
@@ -346,7 +368,7 @@ class OVeNet(HRNetBackbone):
         initial, seed, final = self._resample_and_fuse(initial, offsets, confidence)
         aux = {}
         if initial_aux is not None:
-            initial_aux, seed_aux, final_aux = self._resample_and_fuse(initial_aux, offsets, confidence)
+            initial_aux, seed_aux, final_aux = self._resample_and_fuse(initial_aux, offsets, confidence, as_logits=True)
             aux = dict(aux_logits=final_aux, initial_aux_logits=initial_aux, seed_aux_logits=seed_aux)
         logits = final
         if not self.training:
@@ -361,7 +383,7 @@ def _make_factory(arch: str, base: str) -> Callable[..., OVeNet]:
     def factory(num_classes: int, tau: float = DEFAULT_TAU, offset_modules: OffsetModules = None,
                 tau_mode: str = "normalized", branch_stage: int = 4, cascade_steps: int = 0, resample: str = "logits",
                 freeze_body: bool = False, inference_output: str = "final", in_chans: int = 3,
-                bn_momentum: float = 0.1, align_corners: bool = True, weight_init: str = "kaiming") -> OVeNet:
+                bn_momentum: float = 0.01, align_corners: bool = False, weight_init: str = "kaiming") -> OVeNet:
         return OVeNet(arch, num_classes, tau=tau, offset_modules=offset_modules, in_chans=in_chans,
                       bn_momentum=bn_momentum, align_corners=align_corners, weight_init=weight_init,
                       tau_mode=tau_mode, branch_stage=branch_stage, cascade_steps=cascade_steps, resample=resample,

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
 from seglab.errors import ConfigError
+from seglab.models.layouts import ALLOWED, SEGLAB, Layout, to_seglab_names
 
 
 def read_state_dict(path: str, key: str = "model.pretrained") -> Dict[str, torch.Tensor]:
@@ -46,21 +48,53 @@ def _load_error(path: str, exc: Exception) -> str:
 
 
 HEAD_PREFIXES = ("head.", "aux_head.", "cls_head.", "classifier.", "fc.", "offset_head.")
+#: Heads a checkpoint may leave out without saying so: a new branch (OVeNet's offsets) starts fresh.
+NEW_BRANCH_PREFIXES = ("offset_",)
+
+
+@dataclass
+class CheckpointMatch:
+    """What of a checkpoint goes into a model: ``usable`` (seglab names -> tensors), the model's
+    keys left ``missing``, the file's ``unexpected`` keys, the recognised ``layout`` and the keys
+    ``dropped`` as having no counterpart (constant buffers such as OVeNet's ``coords``)."""
+
+    usable: Dict[str, torch.Tensor]
+    missing: List[str]
+    unexpected: List[str]
+    layout: Layout
+    dropped: List[str] = field(default_factory=list)
+
+    def describe(self, key: str, path: str) -> str:
+        """One line: what was loaded, from which layout, what is missing / unexpected."""
+        dropped = f", {len(self.dropped)} without counterpart dropped ({', '.join(self.dropped[:2])})" \
+            if self.dropped else ""
+        return (f"{key}: loaded {len(self.usable)} tensors from {path} (layout: {self.layout.title}); "
+                f"{len(self.missing)} missing (e.g. {', '.join(self.missing[:2]) or '-'}), {len(self.unexpected)} "
+                f"unexpected (e.g. {', '.join(self.unexpected[:2]) or '-'}){dropped}")
 
 
 def load_pretrained(model: nn.Module, path: str, key: str = "model.pretrained") -> Tuple[int, list, list]:
     """Load the matching tensors of ``path`` into ``model``; returns (loaded, missing, unexpected).
 
+    The official layouts of :mod:`seglab.models.layouts` (HRNet-Semantic-Segmentation
+    ``seg_hrnet`` / ``seg_hrnet_ocr``, the OVeNet release, HRNet and torchvision ImageNet weights)
+    are renamed to seglab's names first; :func:`load_checkpoint` also says which one it was.
     File keys are matched as they are or with the model's ``pretrained_prefix`` in front (e.g.
     torchvision ResNet keys ``conv1.weight`` -> ``backbone.conv1.weight``). A tensor whose name
     matches but whose shape differs is tolerated only in a classifier/head (another number of
     classes) and reported as missing; anywhere else it means the file is for another architecture
     (e.g. an HRNet-W18 file for a W48 model) and a :class:`ConfigError` says so, as it does when
-    nothing matches at all.
+    nothing matches at all, and when a file of no known layout leaves the model's head out.
     """
-    usable, missing, unexpected = match_state_dict(model, read_state_dict(path, key), path, key)
-    model.load_state_dict(usable, strict=False)
-    return len(usable), missing, unexpected
+    match = load_checkpoint(model, path, key)
+    return len(match.usable), match.missing, match.unexpected
+
+
+def load_checkpoint(model: nn.Module, path: str, key: str = "model.pretrained") -> CheckpointMatch:
+    """:func:`load_pretrained` returning the whole :class:`CheckpointMatch` (``describe`` it)."""
+    match = match_checkpoint(model, read_state_dict(path, key), path, key)
+    model.load_state_dict(match.usable, strict=False)
+    return match
 
 
 def check_pretrained(model: nn.Module, path: str, key: str = "model.pretrained", require_match: bool = True) -> None:
@@ -68,15 +102,24 @@ def check_pretrained(model: nn.Module, path: str, key: str = "model.pretrained",
     model may live on the ``meta`` device: only names and shapes are compared). With
     ``require_match=False`` a file none of whose tensors the model has passes; a tensor of the
     model's with another shape never does."""
-    match_state_dict(model, read_state_dict(path, key), path, key, require_match)
+    match_checkpoint(model, read_state_dict(path, key), path, key, require_match)
 
 
 def match_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], path: str, key: str = "model.pretrained",
                      require_match: bool = True) -> Tuple[Dict[str, torch.Tensor], list, list]:
     """(tensors of ``state`` to load into ``model``, the model's keys left missing, the file's
-    unexpected keys); :class:`ConfigError` when ``state`` is for another architecture (see
-    :func:`load_pretrained`)."""
+    unexpected keys) of :func:`match_checkpoint`."""
+    match = match_checkpoint(model, state, path, key, require_match)
+    return match.usable, match.missing, match.unexpected
+
+
+def match_checkpoint(model: nn.Module, state: Dict[str, torch.Tensor], path: str, key: str = "model.pretrained",
+                     require_match: bool = True) -> CheckpointMatch:
+    """Rename ``state`` from its layout (:func:`~seglab.models.layouts.to_seglab_names`) and match it
+    against ``model``; :class:`ConfigError` when ``state`` is for another architecture, or is of
+    no known layout and leaves the model's head out (see :func:`load_pretrained`)."""
     own = model.state_dict()
+    state, layout, dropped = to_seglab_names(state, own)
     prefix = getattr(model, "pretrained_prefix", "")
     heads = tuple(getattr(model, "head_prefixes", HEAD_PREFIXES))
     usable, unexpected, wrong_shape = {}, [], []
@@ -98,5 +141,14 @@ def match_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], path: str
         raise ConfigError(
             f"{key}: no tensor of {path} matches {type(model).__name__} (different architecture?); "
             f"first keys in file: {', '.join(list(state)[:3])}")
-    missing = sorted(set(own) - set(usable))
-    return usable, missing, sorted(unexpected)
+    counters = any(k.endswith("num_batches_tracked") for k in state)  # InPlaceABN files have none
+    missing = sorted(k for k in set(own) - set(usable) if counters or not k.endswith("num_batches_tracked"))
+    reshaped = {w[0] for w in wrong_shape}  # a head of another class count: replaced on purpose
+    absent = [k for k in missing if k.startswith(heads) and not k.startswith(NEW_BRANCH_PREFIXES)
+              and k not in reshaped]
+    if usable and absent and layout is SEGLAB:
+        raise ConfigError(
+            f"{key}: {path} matches no known checkpoint layout and leaves {len(absent)} head tensors of "
+            f"{type(model).__name__} missing (e.g. {absent[0]}; first keys in file: {', '.join(list(state)[:2])}); "
+            f"allowed: {ALLOWED}")
+    return CheckpointMatch(usable, missing, sorted(unexpected), layout, dropped)

@@ -135,17 +135,16 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
     loading them: ``model.body_checkpoint`` is checked against the model (names and shapes) here,
     ``model.pretrained`` by :func:`validate_run`."""
     from seglab.models import build_model as _build
-    from seglab.models.pretrained import load_pretrained, read_state_dict
+    from seglab.models.layouts import to_seglab_names
+    from seglab.models.pretrained import load_checkpoint, read_state_dict
 
     model = _build(cfg.name, num_classes=num_classes, **cfg.kwargs)
     if cfg.pretrained:
         if load_weights:
-            loaded, missing, unexpected = load_pretrained(model, cfg.pretrained)
+            match = load_checkpoint(model, cfg.pretrained)
             if hasattr(model, "init_offset_branch_from_main"):  # a second branch that starts from them too
-                model.init_offset_branch_from_main()
-            print(f"model.pretrained: loaded {loaded} tensors from {cfg.pretrained}; {len(missing)} missing "
-                  f"(e.g. {', '.join(missing[:2]) or '-'}), {len(unexpected)} unexpected "
-                  f"(e.g. {', '.join(unexpected[:2]) or '-'})", flush=True)
+                model.init_offset_branch_from_main(loaded=set(match.usable))  # (unless the file held it)
+            print(match.describe("model.pretrained", cfg.pretrained), flush=True)
         else:
             read_state_dict(cfg.pretrained)  # readable; validate_run checks that it fits the model
     if cfg.body_checkpoint:
@@ -156,13 +155,14 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
         # a training checkpoint ({"model": state dict, ...}) or a bare state dict; on the meta
         # device (validation) load_body_state only compares names and shapes
         state = read_state_dict(cfg.body_checkpoint, key="model.body_checkpoint")
+        state, layout, _ = to_seglab_names(state, model.state_dict())  # official layouts: renamed
         try:
             loaded = model.load_body_state(state)
         except ConfigError as error:
             raise ConfigError(f"model.body_checkpoint: {cfg.body_checkpoint}: {error}") from None
         if load_weights:
             print(f"model.body_checkpoint: loaded {loaded} tensors of the body and main head from "
-                  f"{cfg.body_checkpoint}", flush=True)
+                  f"{cfg.body_checkpoint} (layout: {layout.title})", flush=True)
     if cfg.freeze_bn:
         from seglab.models.frozen_bn import freeze_batchnorm
 

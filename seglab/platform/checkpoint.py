@@ -69,6 +69,7 @@ def model_from_state(state: Dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint dict records (``run.model``, ``num_classes``) and load its
     weights (eval mode)."""
     from seglab.models import build_model  # local import: keeps this module light
+    from seglab.models.layouts import to_seglab_names
     from seglab.platform.config import ModelConfig
 
     cfg = ModelConfig.from_dict(state["run"]["model"])
@@ -77,7 +78,12 @@ def model_from_state(state: Dict[str, Any]) -> nn.Module:
         from seglab.models.frozen_bn import freeze_batchnorm
 
         model = freeze_batchnorm(model)
-    model.load_state_dict(state["model"])
+    own = model.state_dict()
+    # a seglab checkpoint whose weights are an official state dict (renamed; InPlaceABN files have
+    # no BatchNorm counters, which only count steps) loads too
+    weights, _, _ = to_seglab_names(state["model"], own)
+    counters = {k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in weights}
+    model.load_state_dict({**counters, **weights})
     return model.eval()
 
 

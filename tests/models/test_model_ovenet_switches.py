@@ -183,16 +183,18 @@ def test_tau_modes_agree_on_square_maps():
 # ------------------------------------------------------------------------------------- cascade
 @pytest.mark.parametrize("axis", [0, 1])
 def test_cascade_offsets_by_hand(axis):
-    """5 pixels along one axis; field (pixels) [0.5, 1, 0, 0, 1]; 1 px = 2/(5-1) = 0.5 normalised.
-    o_1(0) = 0.5 + o(0.5) = 0.5 + 0.75 = 1.25;   o_2(0) = 1.25 + o(1.25) = 1.25 + 0.75 = 2
-    o_1(1) = 1 + o(2) = 1;                       o_2(1) = 1 + o(2) = 1
-    o_1(4) = 1 + o(5 -> clamped 4) = 2;          o_2(4) = 2 + o(6 -> 4) = 3"""
+    """5 pixels along one axis; field (pixels) o_0 = [0.5, 1, 0, 0, 1]; 1 px = 2/(5-1) = 0.5 normalised.
+    The official loop samples the current field: o_{n+1}(p) = o_n(p) + o_n(p + o_n(p)).
+    o_1(0) = 0.5 + o_0(0.5) = 0.5 + 0.75 = 1.25;   o_2(0) = 1.25 + o_1(1.25) = 1.25 + (1 + 0.25 (0 - 1)) = 2
+    o_1(1) = 1 + o_0(2) = 1;                       o_2(1) = 1 + o_1(2) = 1
+    o_1(4) = 1 + o_0(5 -> clamped 4) = 2;          o_2(4) = 2 + o_1(6 -> 4) = 2 + 2 = 4
+    (sampling the original field instead would give o_2(4) = 2 + o_0(4) = 3)."""
     field_px = torch.tensor([0.5, 1.0, 0.0, 0.0, 1.0])
     offsets = torch.zeros(1, 2, 3, 5)
     offsets[0, 0] = field_px * 0.5
     if axis == 1:  # the same along y: transpose the maps
         offsets = offsets.transpose(2, 3).flip(1).contiguous()
-    expected_px = {0: [0.5, 1, 0, 0, 1], 1: [1.25, 1, 0, 0, 2], 2: [2.0, 1, 0, 0, 3]}
+    expected_px = {0: [0.5, 1, 0, 0, 1], 1: [1.25, 1, 0, 0, 2], 2: [2.0, 1, 0, 0, 4]}
     for steps, pixels in expected_px.items():
         refined = cascade_offsets(offsets, steps)
         along = refined[0, axis] if axis == 0 else refined[0, axis].transpose(0, 1)
@@ -201,16 +203,37 @@ def test_cascade_offsets_by_hand(axis):
         assert torch.equal(across, torch.zeros_like(across))
 
 
-@pytest.mark.parametrize("steps", [0, 1, 2, 4])
-def test_cascade_constant_field_moves_n_plus_one_times_clamped(steps):
-    """68x68 input -> 17x17 maps, tau = 0.125 = exactly 1 px ((17-1)/2 = 8): after N steps the seed is
-    N+1 px right and down, clamped at the border; the shift is exact."""
+def test_cascade_two_steps_equals_a_grid_sample_recomputation_float64():
+    """A random field, 2 steps, against an independent float64 recomputation with
+    ``F.grid_sample(align_corners=True, padding_mode="border")`` of o_n + o_n(p + o_n) (the
+    official loop, positions clamped to [-1, 1]); the original-field formula o_n + o_0(p + o_n) differs."""
+    gen = torch.Generator().manual_seed(3)
+    o0 = (torch.rand(2, 2, 7, 9, generator=gen, dtype=torch.float64) - 0.5) * 0.6
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 7, dtype=torch.float64),
+                            torch.linspace(-1, 1, 9, dtype=torch.float64), indexing="ij")
+    identity = torch.stack([xs, ys], dim=-1).expand(2, 7, 9, 2)
+
+    def sample(field, at):
+        grid = (identity + at.permute(0, 2, 3, 1)).clamp(-1, 1)
+        return F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    o1 = o0 + sample(o0, o0)
+    o2 = o1 + sample(o1, o1)
+    torch.testing.assert_close(cascade_offsets(o0, 2), o2, rtol=0, atol=1e-12)
+    assert (cascade_offsets(o0, 2) - (o1 + sample(o0, o1))).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+def test_cascade_constant_field_doubles_every_step_clamped(steps):
+    """68x68 input -> 17x17 maps, tau = 0.125 = exactly 1 px ((17-1)/2 = 8): a constant field c gives
+    o_{n+1} = o_n + o_n(p + o_n) = 2 o_n, so after N steps the seed is 2**N px right and down,
+    clamped at the border; the shift is exact."""
     model = small(tau=0.125, cascade_steps=steps)
     saturate(model, 100.0, 100.0)
     out = model(torch.randn(1, 3, 68, 68))
     assert out.offsets.shape[-2:] == (17, 17)
-    assert torch.equal(out.offsets, torch.full_like(out.offsets, 0.125 * (steps + 1)))
-    assert torch.equal(out.seed_logits, shift(out.initial_logits, steps + 1, steps + 1))
+    assert torch.equal(out.offsets, torch.full_like(out.offsets, 0.125 * 2 ** steps))
+    assert torch.equal(out.seed_logits, shift(out.initial_logits, 2 ** steps, 2 ** steps))
 
 
 def test_cascade_of_zero_offsets_is_the_identity():
@@ -292,6 +315,25 @@ def test_ocr_logits_and_aux_are_resampled_and_fused_alike():
     assert not torch.allclose(out.initial_aux_logits, out.initial_logits)
     torch.testing.assert_close(out.aux_logits, (1 - conf) * out.initial_aux_logits + conf * out.seed_aux_logits)
     torch.testing.assert_close(out.final_logits, (1 - conf) * out.initial_logits + conf * out.seed_logits)
+
+
+def test_ocr_probs_mode_softmaxes_only_the_ocr_output_and_fuses_aux_as_logits():
+    """Official ``LOGITS: false``: softmax(OCR logits) is resampled and fused; the soft-region map stays
+    logits (here compared with the logits-mode twin, which has the same weights: o = 1 px right)."""
+    images = torch.randn(1, 3, 68, 68, generator=torch.Generator().manual_seed(2))
+    probs_model = small(SMALL + "_ocr", tau=0.125, resample="probs").eval()
+    saturate(probs_model, 100.0, 0.0, 0.3)
+    logits_model = small(SMALL + "_ocr", tau=0.125).eval()
+    logits_model.load_state_dict(probs_model.state_dict())
+    with torch.no_grad():
+        out, twin = probs_model(images), logits_model(images)
+    conf = torch.sigmoid(torch.tensor(0.3, dtype=torch.float64))
+    aux = twin.initial_aux_logits.double()  # raw logits, not log-probabilities
+    torch.testing.assert_close(out.initial_aux_logits.double(), aux, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.aux_logits.double(), (1 - conf) * aux + conf * shift(aux, 0, 1), rtol=1e-5, atol=1e-5)
+    p_i = F.softmax(twin.initial_logits.double(), dim=1)
+    p_f = (1 - conf) * p_i + conf * shift(p_i, 0, 1)
+    torch.testing.assert_close(out.final_logits.double().exp(), p_f, rtol=1e-5, atol=1e-7)
 
 
 def test_ocr_main_path_is_hrnet_ocr_and_offset_branch_is_unchanged():

@@ -242,9 +242,11 @@ class HRNetBackbone(nn.Module):
     Args:
         spec: the four stage specs (see :data:`HRNET_SPECS`).
         in_chans: input image channels.
-        bn_momentum: BatchNorm momentum.
-        align_corners: ``align_corners`` of the bilinear upsampling in the fusion units
-            (official Cityscapes configs: True).
+        bn_momentum: BatchNorm momentum (the models pass the official value: 0.01 for HRNetV2,
+            0.1 for HRNet-OCR).
+        align_corners: ``align_corners`` of the bilinear upsampling in the fusion units (the
+            models pass the official value: False for HRNetV2 -- its Cityscapes yamls --, True for
+            HRNet-OCR).
     """
 
     def __init__(self, spec: HRNetSpec, in_chans: int = 3, bn_momentum: float = 0.1,
