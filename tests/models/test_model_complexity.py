@@ -1,4 +1,5 @@
 """count_parameters / count_flops against hand-computed numbers."""
+import pytest
 import torch
 from torch import nn
 
@@ -42,7 +43,7 @@ def test_count_flops_hand_computed_on_meta():
     model = ConvLinear()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ConvLinear.devices_seen.clear()
-    assert count_flops(model, input_size=(32, 48)) == expected_gflops(32, 48)
+    assert count_flops(model, input_size=(32, 48), on="meta") == expected_gflops(32, 48)
     assert ConvLinear.devices_seen == ["meta"]  # no real compute
     # the model itself is untouched: still on CPU, same training flag and BN statistics
     assert model.training and next(model.parameters()).device.type == "cpu"
@@ -54,7 +55,7 @@ def test_count_flops_falls_back_to_real_tensors():
     model.train()
     running_mean = model.bn.running_mean.clone()
     ConvLinear.devices_seen.clear()
-    assert count_flops(model, input_size=(16, 16)) == expected_gflops(16, 16)
+    assert count_flops(model, input_size=(16, 16), on="meta") == expected_gflops(16, 16)
     assert ConvLinear.devices_seen == ["meta", "cpu"]
     assert model.training and model.bn.training
     assert torch.equal(model.bn.running_mean, running_mean)  # counted in eval mode
@@ -86,9 +87,41 @@ def test_training_count_feeds_targets_in_train_mode_and_leaves_the_model_alone()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     TakesTargets.calls.clear()
     ConvLinear.devices_seen.clear()
-    assert count_flops(model, input_size=(16, 24), train=True) == expected_gflops(16, 24)  # per image
+    assert count_flops(model, input_size=(16, 24), train=True, on="meta") == expected_gflops(16, 24)  # per image
     # a batch of 2 (BatchNorm in train mode needs > 1 value per channel), long class ids (B, H, W)
     assert TakesTargets.calls == [(True, ((2, 16, 24), torch.long))] * 2
     assert ConvLinear.devices_seen == ["meta", "cpu"]
     assert not model.training and not model.bn.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics restored
+
+
+def test_small_inputs_are_counted_on_a_zero_cpu_copy_large_ones_on_meta():
+    from seglab.models.complexity import CPU_COUNT_MAX_PIXELS
+
+    model = ConvLinear()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ConvLinear.devices_seen.clear()
+    assert count_flops(model, input_size=(32, 48)) == expected_gflops(32, 48)
+    assert count_flops(model, input_size=(16, 24)) == expected_gflops(16, 24)
+    assert ConvLinear.devices_seen == ["cpu", "cpu"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy ran, not the model
+    ConvLinear.devices_seen.clear()
+    side = int(CPU_COUNT_MAX_PIXELS ** 0.5) + 1
+    assert count_flops(model, input_size=(side, side)) == expected_gflops(side, side)
+    assert ConvLinear.devices_seen == ["meta"]
+    with pytest.raises(ValueError, match="on must be auto, cpu or meta"):
+        count_flops(model, on="gpu")
+
+
+@pytest.mark.parametrize("name", ["hrnet_w18_small_v1", "ovenet_hrnet_w18_small_v1_ocr", "phgmm_r18",
+                                  "deeplabv3plus_r50"])
+def test_the_cpu_and_the_meta_count_agree(name):
+    """The zero CPU copy runs the same counted ops with the same shapes as the meta copy (inference and
+    the training forward, PHGMM's PostNet included)."""
+    from seglab.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(name, num_classes=9)
+    for train in (False, True):
+        assert count_flops(model, (32, 64), train=train, on="cpu") == count_flops(model, (32, 64), train=train,
+                                                                                     on="meta")
