@@ -6,6 +6,7 @@ thread per process made the suite several times slower (the trainer's tests: ~4x
 fp16 convolution backward, which has no fast CPU kernel: ~3x), with erratic timings. A Ray trial
 sets its own count (``trainer.cpus_per_worker``); an ``OMP_NUM_THREADS`` already set is kept.
 """
+import contextlib
 import os
 
 import pytest
@@ -17,11 +18,41 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
+_EMPTY_STORE = []
+
+
+def new_mlflow_store(folder, name: str = "mlflow.db") -> str:
+    """The URI of a new SQLite MLflow store ``folder/name``: a copy of this process's empty store
+    (MLflow's schema migrations take 1-2 s per new store), its Default experiment's artifacts in
+    ``folder``."""
+    import shutil
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+
+    if not _EMPTY_STORE:
+        from mlflow.tracking import MlflowClient
+
+        import atexit
+
+        folder_of_empty = tempfile.mkdtemp(prefix="mlflow-empty-")
+        atexit.register(shutil.rmtree, folder_of_empty, True)
+        empty = Path(folder_of_empty) / "mlflow.db"
+        MlflowClient(f"sqlite:///{empty}").search_experiments()
+        _EMPTY_STORE.append(empty)
+    path = Path(folder) / name
+    shutil.copyfile(_EMPTY_STORE[0], path)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                   (str(Path(folder) / "mlruns" / "0"),))
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):
-    """A SQLite MLflow store in the test's folder, made this process's store (MLFLOW_TRACKING_URI),
-    with SEGLAB_HOME and the artifact root there too; its URI."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    """A new SQLite MLflow store in the test's folder (:func:`new_mlflow_store`), made this process's
+    store (MLFLOW_TRACKING_URI), with SEGLAB_HOME and the artifact root there too; its URI."""
+    uri = new_mlflow_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
     monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())

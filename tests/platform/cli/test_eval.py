@@ -11,6 +11,7 @@ import torch
 from seglab.platform import checkpoint as ckpt
 from seglab.platform.cli import main
 from tests.metrics.test_metrics_cityscapes import cityscapes_reference, write_fixture
+from tests.conftest import new_mlflow_store
 
 MODEL = {"name": "hrnet_w18_small_v1", "pretrained": None}
 
@@ -112,7 +113,7 @@ def test_checkpoint_mode_end_to_end_with_mlflow(tmp_path, capsys, monkeypatch):
     from seglab.datasets import build_dataset
     from seglab.platform import tracking
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
     experiment_id = tracking.ensure_experiment("evaltest", uri)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from seglab.platform.monitoring.messages import forget_said
+from tests.conftest import new_mlflow_store
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +18,7 @@ def fresh_messages():
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """A local SQLite store as seglab's default (``$MLFLOW_TRACKING_URI``); its URI."""
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = new_mlflow_store(tmp_path, "m.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "art").as_uri())
     return uri

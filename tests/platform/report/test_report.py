@@ -8,11 +8,12 @@ from scipy import stats as sps
 from seglab.platform import report, tracking
 from seglab.platform.report import files, findings, plots
 from seglab.platform.cli import main as cli_main
+from tests.conftest import new_mlflow_store
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = new_mlflow_store(tmp_path, "m.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "art").as_uri())
     return uri

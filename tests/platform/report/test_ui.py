@@ -9,11 +9,12 @@ import pytest
 
 from seglab.platform import tracking
 from seglab.platform.report import ui
+from tests.conftest import new_mlflow_store
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = new_mlflow_store(tmp_path, "m.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "art").as_uri())
     return uri

@@ -10,6 +10,7 @@ from seglab.platform.sweep.plan import (FROM_BASELINE, SweepConfig, plan_trials,
                                   split_phases)
 from seglab.platform.methods.ovenet import format_ablation_table
 from seglab.platform.report.table import markdown_table
+from tests.conftest import new_mlflow_store
 
 CONF = str(Path(__file__).resolve().parents[3] / "experiments" / "conf")
 
@@ -238,7 +239,7 @@ def test_the_confirmation_reruns_the_group_with_the_best_selection_score(tmp_pat
     from seglab.platform import tracking
     from seglab.platform.sweep.phases import chosen_group
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = new_mlflow_store(tmp_path, "m.db")
     monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "art").as_uri())
     exp = tracking.ensure_experiment("sel", uri)
     parent = tracking.start_parent_run(exp, "p", {}, uri)
