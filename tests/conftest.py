@@ -57,3 +57,26 @@ def mlflow_store(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGLAB_HOME", str(tmp_path))
     monkeypatch.setenv("SEGLAB_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
     return uri
+
+
+_BROKEN_GROUPS = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker with ``--dist loadgroup``: every test marked ``xdist_group`` must carry its
+    group in its node id (what the scheduler reads), else the groups are silently split across workers
+    (the Ray modules would run at once, each module fixture would start once per worker): then every
+    test fails at once, saying why."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        _BROKEN_GROUPS.append(
+            f"pytest-xdist's --dist loadgroup did not tag {len(lost)} grouped test(s) (e.g. {lost[0]}) with "
+            f"this pytest {pytest.__version__}: use the pinned versions (constraints.txt; `make setup`)")
+
+
+def pytest_runtest_setup(item):
+    if _BROKEN_GROUPS:
+        pytest.fail(_BROKEN_GROUPS[0], pytrace=False)
