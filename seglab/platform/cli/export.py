@@ -56,11 +56,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     size = args.size or train_crop(loaded.state) or (512, 1024)
     meta, parity = export(loaded, args.format, args.out, size, args.dynamic, args.exporter)
     how = f"{args.format}" + (f" ({args.exporter} exporter, opset 18)" if args.format == "onnx" else " (traced)")
-    print(f"{loaded.name} -> {args.out}: {how}, input 'images' {'B x 3 x H x W (dynamic)' if args.dynamic else f'1 x 3 x {size[0]} x {size[1]}'}, "
+    shape = " x ".join(str(v) if v else n for v, n in zip(meta["input"]["size"], "BCHW"))
+    free = " (" + ", ".join(meta["input"]["dynamic"]) + " free)" if meta["input"]["dynamic"] else ""
+    print(f"{loaded.name} -> {args.out}: {how}, input 'images' {shape}{free}, "
           f"output 'logits' B x {loaded.num_classes} x H x W")
     print(f"preprocessing: {meta['preprocessing']['text']} (in the file's metadata 'seglab')")
     for p in parity:
-        print(f"parity vs eager PyTorch at {p.line()}")
+        print(f"parity vs eager PyTorch, batch {p.line()}")
     if not all(p.ok for p in parity):
         print(f"seglab: error: the exported file disagrees with the eager model (needs argmax agreement >= "
               f"{100 * MIN_AGREEMENT:g} % and max |Δlogits| <= {REL_TOL:g} x max(1, max |logits|)); nothing written")

@@ -8,10 +8,12 @@ the label map. The preprocessing, classes, palette and model name travel in the 
 
 Exporters: ONNX with torch's ``torch.export``-based exporter (``dynamo``, torch's default) or its
 TorchScript-based one (``legacy``, faster to export); TorchScript by tracing. ``dynamic``: batch, height
-and width are free (checked at a second size); otherwise the file takes ``size`` only.
+and width are free (checked with a batch of 2 at a second size: a graph that fixed a shape the model's
+code depends on fails there); otherwise the file takes ``1 x 3 x size`` only.
 
 Verification (:func:`verify`): the file is run (onnxruntime's CPU provider / ``torch.jit.load``) on a
-sample image and compared with the eager model: max |Δlogits|, max |logits| and the share of pixels
+sample image (with ``dynamic`` also a batch of 2 at a second size) and compared with the eager model:
+max |Δlogits|, max |logits| and the share of pixels
 whose argmax agrees. The file is written to a temporary name and renamed only when the argmax agrees on
 at least :data:`MIN_AGREEMENT` of the pixels and max |Δlogits| <= :data:`REL_TOL` x max(1, max |logits|).
 """
@@ -53,7 +55,7 @@ class Deployable(nn.Module):
 
 @dataclass
 class Parity:
-    size: Tuple[int, int]
+    size: Tuple[int, int, int]  # batch, height, width
     max_abs_diff: float
     max_abs_logit: float
     agreement: float
@@ -63,7 +65,7 @@ class Parity:
         return self.agreement >= MIN_AGREEMENT and self.max_abs_diff <= REL_TOL * max(1.0, self.max_abs_logit)
 
     def line(self) -> str:
-        return (f"{self.size[0]}x{self.size[1]}: max |Δlogits| {self.max_abs_diff:.2e} (max |logits| "
+        return (f"{self.size[0]} x {self.size[1]}x{self.size[2]}: max |Δlogits| {self.max_abs_diff:.2e} (max |logits| "
                 f"{self.max_abs_logit:.2f}), argmax agreement {100 * self.agreement:.3f} % "
                 f"[{'ok' if self.ok else 'FAILED'}]")
 
@@ -72,7 +74,8 @@ def metadata(loaded: Loaded, fmt: str, size: Tuple[int, int], dynamic: bool) -> 
     return {"model": loaded.name, "num_classes": loaded.num_classes, "class_names": loaded.class_names,
             "palette": [list(c) for c in loaded.palette], "format": fmt,
             "input": {"name": "images", "layout": "NCHW", "dtype": "float32", "channels": "RGB",
-                      "size": None if dynamic else list(size), "dynamic": ["batch", "height", "width"] if dynamic else []},
+                      "size": [None, 3, None, None] if dynamic else [1, 3, *size],
+                      "dynamic": ["batch", "height", "width"] if dynamic else []},
             "output": {"name": "logits", "layout": "NCHW", "size": "the input's height and width"},
             "preprocessing": {"scale": 1 / 255, "mean": list(loaded.mean), "std": list(loaded.std),
                               "resize_long_side": loaded.base_size, "text": loaded.describe_preprocessing()},
@@ -108,7 +111,9 @@ def export_onnx(net: nn.Module, sample: Tensor, path: str, dynamic: bool, export
         if dynamic:
             from torch.export import Dim
 
-            kwargs["dynamic_shapes"] = {"images": {0: Dim("batch", max=1024), 2: Dim.AUTO, 3: Dim.AUTO}}
+            # AUTO: a dimension the model's code fixes (e.g. a batch-dependent reshape) stays fixed, the others
+            # free; which ones are is read back from the file into the metadata
+            kwargs["dynamic_shapes"] = {"images": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}
     else:
         kwargs["dynamo"] = False
         if dynamic:
@@ -116,6 +121,9 @@ def export_onnx(net: nn.Module, sample: Tensor, path: str, dynamic: bool, export
             kwargs["dynamic_axes"] = {"images": axes, "logits": axes}
     torch.onnx.export(net, (sample,), path, **kwargs)
     graph = onnx.load(path)
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    free = [name for name, d in zip(("batch", "channels", "height", "width"), dims) if not d.HasField("dim_value")]
+    meta["input"].update(dynamic=free, size=[int(d.dim_value) if d.HasField("dim_value") else None for d in dims])
     entry = graph.metadata_props.add()
     entry.key, entry.value = "seglab", json.dumps(meta)
     onnx.save(graph, path)
@@ -132,7 +140,9 @@ def runner(path: str, fmt: str) -> Callable[[Tensor], Tensor]:
     if fmt == "onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # a failing run raises; its log line would be a second line on stderr
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
     module = torch.jit.load(path, map_location="cpu")
@@ -153,20 +163,29 @@ def compare(reference: Tensor, got: Tensor) -> Tuple[float, float, float]:
     return diff, float(reference.abs().max()), agree
 
 
-def verify(path: str, fmt: str, net: nn.Module, loaded: Loaded, sizes: List[Tuple[int, int]]) -> List[Parity]:
-    """The file against the eager model at each of ``sizes`` (a fresh sample each)."""
+def verify(path: str, fmt: str, net: nn.Module, loaded: Loaded, sizes: List[Tuple[int, int, int]]) -> List[Parity]:
+    """The file against the eager model for each ``(batch, height, width)`` of ``sizes`` (a fresh sample each)."""
     run = runner(path, fmt)
     out = []
-    for k, size in enumerate(sizes):
-        images = sample_images(loaded, size, seed=k + 1)
+    for k, (batch, h, w) in enumerate(sizes):
+        images = sample_images(loaded, (h, w), batch=batch, seed=k + 1)
         reference = eager_logits(net, images, "--size")
         try:
             got = run(images)
         except Exception as error:  # onnxruntime / TorchScript runtime errors
-            raise ConfigError(f"the exported {fmt} file fails at {size[0]}x{size[1]}: "
-                              f"{str(error).splitlines()[0][:160]}") from None
-        out.append(Parity(size, *compare(reference, got)))
+            text = " ".join(str(error).split())
+            raise ConfigError(f"the exported {fmt} file fails on a batch of {batch} {h}x{w} images (its graph fixed a "
+                              f"shape the model's code depends on): {text[:200]}; export without --dynamic, or "
+                              f"try --exporter legacy") from None
+        out.append(Parity((batch, h, w), *compare(reference, got)))
     return out
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain (torch.export wraps the one that says what went wrong)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def second_size(size: Tuple[int, int]) -> Tuple[int, int]:
@@ -195,9 +214,12 @@ def export(loaded: Loaded, fmt: str, out: str, size: Tuple[int, int], dynamic: b
         except ConfigError:
             raise
         except Exception as error:  # the exporter's own errors: an op it lacks, a shape it cannot trace
+            cause = root_cause(error)
             raise ConfigError(f"{loaded.name} does not export to {fmt} ({exporter if fmt == 'onnx' else 'trace'}): "
-                              f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
-        parity = verify(tmp, fmt, net, loaded, [size, second_size(size)] if dynamic else [size])
+                              f"{type(cause).__name__}: {' '.join(str(cause).split())[:240]}"
+                              + ("; try --exporter legacy" if fmt == "onnx" and exporter == "dynamo" else "")) from None
+        checks = [(1, *size), (2, *second_size(size))] if dynamic else [(1, *size)]  # dynamic: batch too
+        parity = verify(tmp, fmt, net, loaded, checks)
         if all(p.ok for p in parity):
             os.replace(tmp, out)
         return meta, parity

@@ -144,8 +144,9 @@ def from_official(path: str, model_name: Optional[str], num_classes: Optional[in
     model = build_model(model_name, num_classes=classes)
     _, missing, _ = load_pretrained(model, path, key="CHECKPOINT")
     if missing:  # a backbone-only file, or a head of another number of classes: not a model to predict with
-        raise ConfigError(f"CHECKPOINT {source}: lacks {len(missing)} of model '{model_name}''s tensors "
-                          f"(e.g. {missing[0]}); give a full {model_name} checkpoint with --num-classes its classes")
+        raise ConfigError(f"CHECKPOINT {source}: lacks {len(missing)} tensors of model '{model_name}' (e.g. "
+                          f"{missing[0]}); give a whole {model_name} checkpoint, and --num-classes its number of "
+                          f"classes (default {classes})")
     facts = dataset_facts({"dataset": {"name": "cityscapes"}} if classes == 19 else {}, classes)
     return Loaded(model.eval(), model_name, classes, source=source, checkpoint_path=path, **facts)
 

@@ -10,7 +10,6 @@ OVeNet (its grid_sample) with torch's default exporter (torch.export), the other
 TorchScript-based one (a third of the time)."""
 import json
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
@@ -92,14 +91,3 @@ def test_bad_export_is_one_line_exit_2_and_no_file(tmp_path, capsys, argv, needl
     code, _, err = run_cli(["export", str(tmp_path / "best.pt"), "--out", str(tmp_path / "m.onnx"), *argv], capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
-
-
-def test_torchscript_output_is_the_label_map_predict_writes(tmp_path):
-    """The file's argmax is the label map of the eager model on a preprocessed image (no extra transform)."""
-    model = tiny_checkpoint(tmp_path / "best.pt", "hrnet_w18_small_v1", 5, {"name": "synthetic"})
-    loaded = resolve(str(tmp_path / "best.pt"))
-    export(loaded, "torchscript", str(tmp_path / "m.pt"), (32, 64))
-    image = np.random.default_rng(0).integers(0, 256, (32, 64, 3)).astype(np.uint8)
-    mean, std = np.array(loaded.mean), np.array(loaded.std)
-    x = torch.from_numpy(((image / 255.0 - mean) / std).transpose(2, 0, 1)).float()[None]
-    assert torch.equal(run_file(tmp_path / "m.pt", "torchscript", x).argmax(1), eager(model, x).argmax(1))
