@@ -53,9 +53,13 @@ test-unit: setup
 test-integration: setup
 	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30 -m integration $(PYTEST_ARGS)
 
-ui: setup  ## MLflow UI on 127.0.0.1 over the same store
-	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (store $(MLFLOW_TRACKING_URI))"
-	@MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
+# The first screen: once the UI answers, `seglab ui` prints the latest sweep's links (comparison, grouped
+# view, compare view; workflowType=machine_learning in each, so MLflow 3.17 opens the runs, not GenAI
+# Traces) and opens the first in a browser where there is a display (UI_BROWSER=0: never).
+ui: setup  ## MLflow UI on 127.0.0.1 over the same store, and the latest sweep's links
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (store $(MLFLOW_TRACKING_URI)); the latest sweep's links follow once it answers"
+	@(UI_PORT=$(UI_PORT) $(VENV)/bin/python -m seglab.platform.cli ui --wait 120 $(if $(filter 0,$(UI_BROWSER)),--no-browser,) &) ; \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec $(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 bench: setup

@@ -23,6 +23,8 @@ TINY_DATA = [
     "dataset.train.crop_size=[32,64]",
     "dataset.val.num_samples=4",
     "dataset.test.num_samples=4",
+    # registering the winner costs ~3 s of CPU per sweep: tests/integration/test_sweep_integration.py checks it
+    "sweep.register_model=false",
 ]
 TINY_OVERRIDES = ["model=ovenet_hrnet_w18_small_v1", *TINY_DATA]
 

@@ -285,6 +285,25 @@ def test_compare_link_shows_the_trial_runs(server, store, browser):
     assert "0.64" in text and "0.66" in text
 
 
+def test_make_ui_prints_the_latest_sweeps_links_and_they_open_on_the_table(server, store, browser):
+    """``make ui``'s first screen: the command it runs beside ``mlflow ui`` (``seglab ui --wait``) waits
+    for the UI, prints the latest sweep's links, each with the mode in the URL; the comparison link
+    opens the run page with the table, the grouped link the runs table (not the GenAI Traces page)."""
+    env = {**os.environ, "UI_PORT": server.rsplit(":", 1)[1], "MLFLOW_TRACKING_URI": store["uri"]}
+    done = subprocess.run([sys.executable, "-m", "seglab.platform.cli", "ui", "--wait", "30", "--no-browser"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    urls = [w for line in done.stdout.splitlines() for w in line.split() if w.startswith("http") and "#/" in w]
+    assert f"the latest sweep ({store['parent']})" in done.stdout
+    assert urls[:2] == [ui.run_url(server, store["exp"], store["parent"]),
+                        ui.sweep_view_url(server, store["exp"], store["parent"])]
+    assert all("workflowType=machine_learning" in u for u in urls) and len(urls) == 3
+    browser.get(urls[0])
+    _wait_text(browser, "test mIoU", METHOD_LABEL)
+    browser.get(urls[1])
+    _runs_table_shown(browser, f"Group: {METHOD_LABEL}", "test_miou")
+
+
 def test_sweep_prints_the_links(store):
     text = ui.ui_link_line(store["parent"], store["uri"], "http://127.0.0.1:5000")
     run_ids = [store["runs"][(label, s)] for s in (0, 1) for label in (BASE_LABEL, METHOD_LABEL)]  # start order

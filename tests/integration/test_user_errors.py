@@ -245,6 +245,31 @@ ROWS: List[Row] = [
     R("seglab", "data check cityscapes data/cityscapes_bad_label --workers 0", "seglab command",
       "argument --workers: must be an integer >= 1"),
     R("seglab", "data check cityscapes", "seglab command", "the following arguments are required: root"),
+    # ---- seglab predict / export: unreadable image, checkpoint of another architecture, size, format, missing file
+    R("seglab", "predict weights/best.pt images/bad.png --out out", "predict: unreadable image",
+      "INPUT images/bad.png: image is corrupt or truncated", process=True),
+    R("seglab", "predict weights/best.pt images/notes.txt --out out", "predict: unknown input type",
+      "INPUT images/notes.txt: unknown file type .txt; images .png"),
+    R("seglab", "predict weights/best.pt /nonexistent/street.png --out out", "predict: missing file",
+      "INPUT /nonexistent/street.png: no such file or folder"),
+    R("seglab", "predict /nonexistent/best.pt images/good.png --out out", "predict: missing file",
+      "CHECKPOINT /nonexistent/best.pt: no such file (give a checkpoint file, an MLflow run id or models:/NAME/VERSION)"),
+    R("seglab", "predict weights/other_architecture.pt images/good.png --out out", "predict: checkpoint of another architecture",
+      "CHECKPOINT weights/other_architecture.pt: its weights do not fit model 'hrnet_w18_small_v2'"),
+    R("seglab", "predict weights/hrnet_w18_small_v1.pth images/good.png --out out", "predict: official checkpoint",
+      "not a seglab checkpoint (no 'run' config); for an official checkpoint give the architecture with --model NAME"),
+    R("seglab", "predict weights/hrnet_w18_small_v1.pth images/good.png --out out --model hrnet_w18_small_v2 "
+      "--num-classes 9", "predict: checkpoint of another architecture", "is for a different architecture than"),
+    R("seglab", "predict 0123456789abcdef0123456789abcdef images/good.png --out out", "predict: unknown run",
+      "CHECKPOINT 0123456789abcdef0123456789abcdef: no such file, and no MLflow run with that id", store=True),
+    R("seglab", "predict models:/nope/1 images/good.png --out out", "predict: unknown registered model",
+      "CHECKPOINT models:/nope/1: not in the model registry of sqlite:///", store=True),
+    R("seglab", "export weights/best.pt --format tflite --out model.tflite", "export: unknown format",
+      "--format tflite: unknown; one of onnx, torchscript", process=True),
+    R("seglab", "export weights/best.pt --format onnx --out model.onnx --size 0x64", "export: bad size",
+      "--size must be HxW with positive integers, e.g. 512x1024 (got '0x64')"),
+    R("seglab", "export weights/best.pt --format onnx --out /nonexistent/model.onnx", "export: missing folder",
+      "--out /nonexistent/model.onnx: folder /nonexistent does not exist"),
 ]
 del R
 
@@ -259,6 +284,7 @@ GOOD = [
 def write_fixtures(folder: Path) -> None:
     """The files the rows name, relative to ``folder`` (the rows' working directory)."""
     import cv2
+    import numpy as np
     import torch
 
     from seglab.datasets.fixtures.cityscapes import write_cityscapes
@@ -273,6 +299,17 @@ def write_fixtures(folder: Path) -> None:
     (weights / "truncated.pth").write_bytes(data[: len(data) // 2])
     (weights / "random_bytes.pth").write_bytes(random.Random(0).randbytes(4096))
     torch.save({"model": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.01)}, weights / "pickled_namespace.pth")
+    from seglab.platform.checkpoint import save_atomic
+
+    run = {"model": {"name": "hrnet_w18_small_v1", "pretrained": None}, "dataset": {"name": "synthetic"}}
+    save_atomic({"model": model.state_dict(), "num_classes": 9, "run": run}, str(weights / "best.pt"))
+    other = {"name": "hrnet_w18_small_v2", "pretrained": None}  # the v1 weights under a v2 model
+    save_atomic({"model": model.state_dict(), "num_classes": 9, "run": {**run, "model": other}},
+                str(weights / "other_architecture.pt"))
+    (folder / "images").mkdir()
+    (folder / "images" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(64))
+    (folder / "images" / "notes.txt").write_text("not an image\n")
+    cv2.imwrite(str(folder / "images" / "good.png"), np.zeros((32, 64, 3), np.uint8))
     unreadable = weights / "unreadable.pth"
     shutil.copyfile(good, unreadable)
     unreadable.chmod(0)

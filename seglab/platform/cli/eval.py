@@ -36,7 +36,7 @@ from seglab.errors import ConfigError
 from seglab.platform.cli.common import hw_type
 
 
-def _scale(text: str) -> float:
+def scale_type(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -63,7 +63,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "else val)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="a data set option, e.g. cities=[lindau] (repeatable)")
-    p.add_argument("--scales", nargs="+", type=_scale, metavar="S", help="test scales (default 1.0)")
+    p.add_argument("--scales", nargs="+", type=scale_type, metavar="S", help="test scales (default 1.0)")
     p.add_argument("--flip", action="store_true", help="also predict the horizontally flipped image")
     p.add_argument("--slide", action="store_true", help="sliding-window inference with windows of --crop")
     p.add_argument("--crop", type=hw_type("--crop", "512x1024"), metavar="HxW",

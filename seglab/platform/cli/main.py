@@ -11,8 +11,13 @@
                 [--slide [--crop HxW]] [--json OUT]       score a checkpoint on a split (table, MLflow run)
     seglab eval --predictions DIR --dataset NAME --root R [--split val] [--json OUT]
                                                           score prediction PNGs in the official result format
+    seglab predict CHECKPOINT_OR_RUN INPUT... --out DIR [--ms] [--flip] [--slide] [--palette] [--video]
+                                                          label maps (train ids), overlays, a method's maps, videos
+    seglab export CHECKPOINT_OR_RUN --format onnx|torchscript --out FILE [--size HxW] [--dynamic]
+                                                          an ONNX / TorchScript file, verified against eager PyTorch
+    seglab ui [--experiment NAME] [--no-browser]          the MLflow UI links of the latest sweep
 
-One module per command in this package (``models``, ``compare``, ``data``, ``eval``); a user error
+One module per command in this package (``models``, ``compare``, ``data``, ``eval``, ``predict``, ``export``, ``ui``); a user error
 anywhere is one line ``seglab: error: ...`` on stderr and exit status 2.
 """
 from __future__ import annotations
@@ -26,6 +31,9 @@ from seglab.platform.cli.common import Parser, hw_type, positive
 from seglab.platform.cli.compare import cmd_compare
 from seglab.platform.cli.data import cmd_data_check
 from seglab.platform.cli.eval import add_parser as add_eval_parser
+from seglab.platform.cli.export import add_parser as add_export_parser
+from seglab.platform.cli.predict import add_parser as add_predict_parser
+from seglab.platform.cli.ui import add_parser as add_ui_parser
 from seglab.platform.cli.models import cmd_models
 from seglab.platform.quiet import quiet
 
@@ -65,6 +73,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_data_check)
     add_eval_parser(sub)
+    add_predict_parser(sub)
+    add_export_parser(sub)
+    add_ui_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -55,6 +55,38 @@ def train_crop(state: Dict[str, Any]) -> Optional[Tuple[int, int]]:
     return (int(crop[0]), int(crop[1])) if crop else None
 
 
+def inference_config(state: Dict[str, Any], scales: Optional[List[float]] = None, flip: bool = False,
+                     slide: bool = False, crop: Optional[Tuple[int, int]] = None,
+                     stride: Optional[Tuple[int, int]] = None):
+    """The :class:`~seglab.metrics.InferenceConfig` of the ``--scales/--flip/--slide/--crop/--stride``
+    flags that ``seglab eval`` and ``seglab predict`` share (``--slide`` without ``--crop``: the run's
+    training crop); one line (ConfigError) for a bad combination."""
+    from seglab.metrics import InferenceConfig
+
+    if (crop or stride) and not slide:
+        raise ConfigError("--crop / --stride set the sliding window: add --slide")
+    if slide and crop is None:
+        crop = train_crop(state)
+        if crop is None:
+            raise ConfigError("--slide needs --crop HxW (the run records no training crop)")
+    try:
+        return InferenceConfig(scales=tuple(scales or (1.0,)), flip=flip, crop=crop if slide else None,
+                               stride=stride if slide else None)
+    except ValueError as error:
+        raise ConfigError(f"--stride: {error}" if "stride" in str(error) else f"--scales: {error}") from None
+
+
+def pick_device(device: str):
+    """``auto`` (cuda when there is one), ``cpu`` or ``cuda`` -> a torch device; one line for cuda without one."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device here; use --device cpu or auto")
+    return torch.device(device)
+
+
 def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional[str] = None,
                         split: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
                         scales: Optional[List[float]] = None, flip: bool = False, slide: bool = False,
@@ -66,19 +98,11 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
     import torch
 
     from seglab.datasets.eval_items import evaluation_item
-    from seglab.metrics import InferenceConfig, predict_probs
+    from seglab.metrics import predict_probs
 
     state = load_checkpoint(path)
     name, split, run_options = run_dataset(state, dataset, split)
-    if slide and crop is None:
-        crop = train_crop(state)
-        if crop is None:
-            raise ConfigError("--slide needs --crop HxW (the run records no training crop)")
-    try:
-        config = InferenceConfig(scales=tuple(scales or (1.0,)), flip=flip, crop=crop if slide else None,
-                                 stride=stride if slide else None)
-    except ValueError as error:
-        raise ConfigError(f"--stride: {error}" if "stride" in str(error) else f"--scales: {error}") from None
+    config = inference_config(state, scales, flip, slide, crop, stride)
     ds = build_eval_dataset(name, split, root, dict(options or {}), run_options)
     check_labelled(ds, name, split)
     if flip:  # the data set's mirror permutation (HELEN: left/right eyes and brows), as its training flip uses
@@ -86,11 +110,7 @@ def evaluate_checkpoint(path: str, dataset: Optional[str] = None, root: Optional
     if int(ds.num_classes) != int(state["num_classes"]):
         raise ConfigError(f"--dataset {name} has {ds.num_classes} classes but the checkpoint's model predicts "
                           f"{state['num_classes']}; evaluate it on a data set with its classes")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device here; use --device cpu or auto")
-    dev = torch.device(device)
+    dev = pick_device(device)
     model = model_from_state(state).to(dev)
     cityscapes = is_official_cityscapes(ds)
     scores = DatasetScores(ds, cityscapes)

@@ -17,12 +17,12 @@ PROGRESS_DESC = "eval"
 class ProgressBar:
     """tqdm on stderr (or nothing)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, desc: str = PROGRESS_DESC) -> None:
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=PROGRESS_DESC, unit="img", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
 
     def update(self) -> None:
         if self.bar is not None:

@@ -135,6 +135,12 @@ class Method:
         return prediction_panel(image, label, out.logits[0].float().cpu(), ctx.palette, ctx.ignore_index,
                                 ctx.mean, ctx.std, list(ctx.class_names) or None)
 
+    def prediction_maps(self, out: Any, image_size: Sequence[int]) -> Dict[str, np.ndarray]:
+        """Pictures of a model output's method-specific maps for ``seglab predict``, by file suffix
+        (``(H, W, 3)`` uint8 at the output's stride; ``out`` is one image's ``SegOutput``, batch 1).
+        Default: none."""
+        return {}
+
     # ---------------------------------------------------------------- the comparison
     def row_fields(self, params: Dict[str, str], metrics: Dict[str, float], tags: Dict[str, str]) -> Dict[str, Any]:
         """This method's values of one comparison row, read from a trial's MLflow run."""

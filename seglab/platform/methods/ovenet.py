@@ -107,6 +107,21 @@ class OVeNet(Method):
                             ignore_index=ctx.ignore_index, mean=ctx.mean, std=ctx.std,
                             class_names=list(ctx.class_names) or None)
 
+    def prediction_maps(self, out: Any, image_size: Any) -> Dict[str, np.ndarray]:
+        """The offset field (:func:`~seglab.platform.viz.flowcolor.flow_to_color`, lengths in input
+        pixels) and the fusion confidence F (viridis) of an offset model's output; none for others."""
+        from seglab.platform.viz.flowcolor import confidence_to_color, flow_to_color
+
+        if getattr(out, "offsets", None) is None:
+            return {}
+        H, W = (int(v) for v in image_size)
+        o = out.offsets[0].detach().float().cpu().numpy()
+        pixels = np.stack([o[0] * (W - 1) / 2.0, o[1] * (H - 1) / 2.0])
+        maps = {"offsets": flow_to_color(pixels)}
+        if out.confidence is not None:
+            maps["confidence"] = confidence_to_color(out.confidence[0].detach().float().cpu().numpy())
+        return maps
+
     def row_fields(self, params: Dict[str, str], metrics: Dict[str, float], tags: Dict[str, str]) -> Dict[str, Any]:
         """κ/λ/τ plus what the Table-5 ablation shows: the report-split scores of S_i and S_s of the
         same checkpoint as the row's S_f (``test_miou_initial`` / ``test_miou_seed``) and the switches."""

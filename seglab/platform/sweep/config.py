@@ -73,6 +73,9 @@ class SweepConfig:
     # > 0: first train the baseline this many epochs (a warm start, not a row of the comparison);
     # every compared run then starts from its weights (the method's body and main head).
     warm_start_epochs: int = 0
+    # At the end: log the selected configuration's best checkpoint as an MLflow model and register it
+    # under the sweep's name, one version per sweep (seglab.platform.serve.registry).
+    register_model: bool = True
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "SweepConfig":
@@ -92,7 +95,7 @@ class SweepConfig:
         check(isinstance(s.metric, str) and s.metric.startswith("val_"),
               f"sweep.metric must be a per-epoch metric of the selection split, val_<name> (got {s.metric!r})")
         check(s.mode in MODES, f"sweep.mode must be one of {', '.join(MODES)} (got {s.mode!r})")
-        for key in ("include_baseline", "dry_run"):
+        for key in ("include_baseline", "dry_run", "register_model"):
             check(isinstance(getattr(s, key), bool), f"sweep.{key} must be true or false (got {getattr(s, key)!r})")
         check(is_int(s.seed), f"sweep.seed must be an integer (got {s.seed!r})")
         check(s.max_concurrent_trials is None or (is_int(s.max_concurrent_trials) and s.max_concurrent_trials >= 1),

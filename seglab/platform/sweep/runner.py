@@ -222,6 +222,9 @@ def finish(phases: SweepState, state: Dict[str, Any], experiment_id: str) -> Swe
     rows = report.collect(parent_id, uri)
     table = report.comparison_text(rows, sweep)
     report.log_to_parent(parent_id, rows, table, uri)
+    from seglab.platform.serve.registry import register_sweep_model
+
+    register_sweep_model(sweep, rows, parent_id, uri, ctx["storage_path"])  # the winner in MLflow's model registry
     print(report.ui_link_line(parent_id, uri), flush=True)  # the parent run, the grouped view, the compare view
     status = "FAILED" if phases.errors else "FINISHED"
     tracking.set_terminated(parent_id, status, uri)
