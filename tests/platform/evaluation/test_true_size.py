@@ -103,3 +103,37 @@ def test_collate_keeps_each_size():
     assert [(tuple(g[0].shape), g[2]) for g in groups] == [((2, 3, 375, 500), [0, 3]), ((1, 3, 500, 375), [1]),
                                                            ((1, 3, 333, 500), [2])]
     assert all(torch.equal(g[0][k], ds[i][0]) for g in groups for k, i in enumerate(g[2]))
+
+
+def test_a_voc_root_with_images_of_different_sizes_scores_at_true_size(tmp_path):
+    """The VOC loader at true sizes (500x375, 375x500, 500x333; 255 boundary): the evaluation loop's
+    confusion matrix equals one from the label PNGs on disk and per-image predictions, in numpy."""
+    from PIL import Image
+
+    from seglab.datasets import build_dataset
+    from seglab.datasets.eval_items import collate_evaluation
+    from seglab.datasets.fixtures.voc import write_voc2012
+    from seglab.platform.evaluation import EvalContext, SegmentationEvaluator, evaluate, validation_shard
+
+    voc = write_voc2012(tmp_path, {"train": 1, "val": 3}, sizes=[(375, 500), (500, 375), (333, 500)], aug_only=0,
+                        augmented=False)
+    ds = build_dataset("voc2012", split="val", root=str(tmp_path), augment=False, augmented=False)
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 21, 3, padding=1)
+    net = lambda x: SegOutput(logits=model(x), output_stride=1)  # noqa: E731
+    ctx = EvalContext(21, 255, list(ds.class_names), list(ds.palette), torch.device("cpu"))
+    loader = DataLoader(validation_shard(ds, 0, 1), batch_size=3, collate_fn=collate_evaluation)
+    evaluator = SegmentationEvaluator(ctx)
+    evaluate(model, loader, [evaluator], torch.device("cpu"), forward=lambda m, x: net(x))
+    matrix = np.zeros((21, 21), np.int64)
+    stems = (voc / "ImageSets/Segmentation/val.txt").read_text().split()
+    for i, stem in enumerate(stems):
+        y = np.array(Image.open(voc / "SegmentationClass" / f"{stem}.png")).astype(np.int64)
+        with torch.no_grad():
+            pred = net(ds[i][0][None]).logits[0].argmax(0).numpy()
+        assert pred.shape == y.shape  # each image at its own size
+        keep = y != 255
+        matrix += np.bincount(y[keep] * 21 + pred[keep], minlength=21 * 21).reshape(21, 21)
+    assert {np.array(Image.open(voc / "SegmentationClass" / f"{s}.png")).shape for s in stems} == \
+        {(375, 500), (500, 375), (333, 500)}
+    assert np.array_equal(evaluator.matrix.matrix.cpu().numpy().astype(np.int64), matrix)
