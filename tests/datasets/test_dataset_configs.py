@@ -71,3 +71,14 @@ def test_a_held_out_fraction_takes_about_its_share_of_files():
     n = 2000
     taken = sum(held_out(f"leftImg8bit/train/city/img_{i:05d}.png", 0.1) for i in range(n))
     assert abs(taken - 0.1 * n) <= 4 * math.sqrt(n * 0.1 * 0.9)
+
+
+def test_a_root_too_small_to_hold_files_out_names_the_way_out(root):
+    from seglab.errors import ConfigError
+    from seglab.platform.build import build_datasets
+
+    cfg = {**yaml.safe_load((CONF / "cityscapes.yaml").read_text()), "root": str(root)}  # 1 train image
+    with pytest.raises(ConfigError, match=r"both must be non-empty \(a small root: dataset.selection_fraction=null"):
+        build_datasets(DatasetConfig.from_dict(cfg))
+    train, val = build_datasets(DatasetConfig.from_dict({**cfg, "selection_fraction": None}))
+    assert len(train) == 1 and len(val) == 1
