@@ -32,10 +32,16 @@ def evaluation_item(dataset: Any, index: int) -> Optional[Tuple[Tensor, Tensor]]
 def collate_evaluation(items: Sequence[Tuple[Any, ...]]) -> Tuple[Optional[Tensor], Optional[Tensor], Tensor, int]:
     """A batch of ``(image, label, index)`` items, where a bad sample's item is ``(None, None, index)``:
     ``(images (B, 3, H, W), labels (B, H, W), indices (B,), skipped)`` over the ``B`` good items,
-    ``skipped`` the number of bad ones; ``images`` and ``labels`` are ``None`` when all are bad."""
+    ``skipped`` the number of bad ones; ``images`` and ``labels`` are ``None`` when all are bad.
+    When the good images differ in size (data sets evaluated at each image's true size), ``images``
+    and ``labels`` are lists of single ``(3, H, W)`` / ``(H, W)`` tensors, which the evaluation loop
+    runs in same-size groups (:func:`seglab.platform.evaluation.loop.size_groups`)."""
     good: List[Tuple[Any, ...]] = [item for item in items if item[0] is not None]
     skipped = len(items) - len(good)
     if not good:
         return None, None, torch.zeros(0, dtype=torch.int64), skipped
+    if len({tuple(item[0].shape) for item in good}) > 1:  # images of different sizes (VOC, ADE20K, HELEN)
+        indices = torch.as_tensor([int(item[2]) for item in good], dtype=torch.int64)
+        return [item[0] for item in good], [item[1] for item in good], indices, skipped
     images, labels, indices = default_collate(good)
     return images, labels, indices, skipped

@@ -60,7 +60,8 @@ def build_datasets(cfg: DatasetConfig) -> Tuple[Dataset, Dataset]:
                                    keep_held_out=True)
         if len(train) == 0 or len(selection) == 0:
             raise ConfigError(f"dataset.selection_fraction={f} leaves {len(train)} training and {len(selection)} "
-                              f"selection samples of dataset '{cfg.name}'; both must be non-empty")
+                              f"selection samples of dataset '{cfg.name}'; both must be non-empty (a small root: "
+                              f"dataset.selection_fraction=null selects on the report split)")
     else:
         train, selection = _build_role(cfg, "train"), _build_role(cfg, "val")
     if len(train) == 0 or len(selection) == 0:

@@ -21,7 +21,7 @@ from seglab.platform.sweep import SweepConfig, run_sweep
 
 from .conftest import REPO, compose
 
-SMALL = ["cluster=inprocess", "trainer=tiny", "trainer.num_workers=1", "trainer.epochs=1", "trainer.viz_samples=1",
+SMALL = ["dataset.selection_fraction=null", "cluster=inprocess", "trainer=tiny", "trainer.num_workers=1", "trainer.epochs=1", "trainer.viz_samples=1",
          "dataset.base_size=128", "dataset.train.crop_size=[64,128]"]
 
 
@@ -67,7 +67,7 @@ def test_a_bad_label_fails_with_one_line_before_ray(tmp_path):
     cv2.imwrite(label, bad)
     env = {**os.environ, "SEGLAB_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
     proc = subprocess.run([sys.executable, "experiments/ovenet_sweep.py", "dataset=cityscapes",
-                           f"dataset.root={root}", "trainer=tiny"],
+                           f"dataset.root={root}", "dataset.selection_fraction=null", "trainer=tiny"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()

@@ -214,7 +214,8 @@ ROWS: List[Row] = [
     # ---- empty data set, label out of range
     R("ovenet_sweep.py", "dataset=cityscapes dataset.root=data/cityscapes_empty", "empty data set",
       "the train split under"),
-    R("ovenet_sweep.py", "dataset=cityscapes dataset.root=data/cityscapes_bad_label", "label out of range",
+    R("ovenet_sweep.py", "dataset=cityscapes dataset.root=data/cityscapes_bad_label dataset.selection_fraction=null",
+      "label out of range",
       "1 of 2 val samples of dataset 'cityscapes' are bad; first: data/cityscapes_bad_label/gtFine/val/"),
     # ---- checkpoint of another architecture, corrupt checkpoint, pickled objects
     R("semeda_sweep.py", "model.pretrained=weights/hrnet_w18_small_v1.pth", "checkpoint of another architecture",

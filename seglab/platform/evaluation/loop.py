@@ -3,7 +3,8 @@
 :func:`validation_shard` gives rank ``r`` the samples ``r, r + world, ...`` (no padding: a repeated
 sample would bias the scores; a rank may get none). :func:`evaluate` runs the model over a loader of
 ``(images, labels, indices)`` batches, feeds every evaluator, all-reduces them in order and returns
-their merged metrics. Training (per-epoch validation and the report split) and ``seglab eval`` use it.
+their merged metrics; a batch of images of different sizes runs in same-size groups
+(:func:`size_groups`), so every image is evaluated at its true size. Training (per-epoch validation and the report split) and ``seglab eval`` use it.
 
 Bad samples (``dataset.on_bad_sample=skip``) are left out of evaluation, not replaced: the shards
 read them with :func:`seglab.datasets.eval_items.evaluation_item`, the loaders batch with
@@ -47,6 +48,21 @@ def validation_shard(dataset, rank: int, world: int) -> IndexedSubset:
     return IndexedSubset(dataset, range(rank, len(dataset), world))
 
 
+def size_groups(images, labels, indices: List[int]):
+    """``(images, labels, indices)`` batches of one size: the batch itself when ``images`` is a tensor,
+    else (:func:`~seglab.datasets.eval_items.collate_evaluation`'s lists of images of different
+    sizes) one stacked batch per image size, in order of first appearance -- never more images at
+    once than the loader's batch, each image at its own size (no padding, so the scores equal
+    per-image inference)."""
+    if torch.is_tensor(images):
+        return [(images, labels, indices)]
+    groups: Dict[tuple, List[int]] = {}
+    for k, image in enumerate(images):
+        groups.setdefault(tuple(image.shape), []).append(k)
+    return [(torch.stack([images[k] for k in ks]), torch.stack([labels[k] for k in ks]), [indices[k] for k in ks])
+            for ks in groups.values()]
+
+
 def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torch.device,
              forward=None) -> Dict[str, float]:
     """Run ``model`` over ``loader`` (batches ``(images, labels, indices)``, or
@@ -68,11 +84,12 @@ def evaluate(model: nn.Module, loader, evaluators: List[Evaluator], device: torc
             skipped += float(rest[0]) if rest else 0.0
             if images is None:  # every sample of the batch was bad
                 continue
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            out = forward(module, images) if forward else module(images)
-            batch = EvalBatch(images, labels, [int(i) for i in indices], out, module)
-            for ev in evaluators:
-                ev.process(batch)
+            for images, labels, idx in size_groups(images, labels, [int(i) for i in indices]):
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                out = forward(module, images) if forward else module(images)
+                batch = EvalBatch(images, labels, idx, out, module)
+                for ev in evaluators:
+                    ev.process(batch)
     metrics: Dict[str, float] = {}
     for ev in evaluators:
         ev.all_reduce()

@@ -32,6 +32,16 @@ def zero_classes(rows: List[Dict[str, Any]]) -> List[str]:
     return [n for n, zero in seen.items() if zero]
 
 
+SHARED_SPLIT = "selection and report share one split"
+
+
+def shares_split(row: Dict[str, Any]) -> bool:
+    """True when the row's checkpoint (and configuration) were chosen on the split its scores are
+    reported on (neither ``dataset.selection_fraction`` nor a test split separated them)."""
+    sel = row.get("selection_split")
+    return bool(sel) and sel == row.get("report_split")
+
+
 def findings(rows: List[Dict[str, Any]]) -> List[str]:
     """What the comparison does and does not show, one sentence per point."""
     out: List[str] = []
@@ -53,6 +63,10 @@ def findings(rows: List[Dict[str, Any]]) -> List[str]:
         if any(r.get(RESULT) is None for r in rs if not r.get("failed")):
             out.append(f"{prefix}rows with '-' under test mIoU have no report-split score (runs older than the "
                        f"selection/report separation, or runs that did not finish).")
+        if shares_split(rs[0]):
+            out.append(f"{prefix}{SHARED_SPLIT} ({rs[0]['report_split']}): the checkpoint was chosen on the "
+                       f"split the test mIoU is reported on, so that score is biased upward; set "
+                       f"dataset.selection_fraction (e.g. 0.1) or give a test split to separate them.")
         base = next((r for r in rs if r.get("baseline")), None)
         if base is None:
             out.append(f"{prefix}no baseline in this sweep: no Δ computed, the rows compare only with each other.")
@@ -100,8 +114,9 @@ def headline(rows: List[Dict[str, Any]], sweep_id: Optional[str] = None) -> Dict
     out: Dict[str, Any] = {"metrics": {}, "tags": {}}
     if pick is None:
         return out
-    out["tags"] = {"seglab.headline_group": str(pick["group"]), "seglab.claim": pick.get("claim", "")}
     claim = str(pick.get("claim", ""))
+    out["tags"] = {"seglab.headline_group": str(pick["group"]),
+                   "seglab.claim": claim + (f" ({SHARED_SPLIT})" if claim and shares_split(pick) else "")}
     claimable = claim == "single configuration" or claim.startswith("selected, confirmed")
     if not claimable:
         return out

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 from seglab.platform import methods
-from seglab.platform.report.findings import findings
+from seglab.platform.report.findings import SHARED_SPLIT, findings, shares_split
 
 HEAD_COLUMNS = [("", "mark"), ("configuration", "label"), ("method", "method")]
 SCORE_COLUMNS = [("test mIoU", "test_miou", "est"), ("final mIoU", "final_test_miou", "est"),
@@ -106,6 +106,9 @@ def caption(rows: List[Dict[str, Any]]) -> str:
                      ("selection", lambda v: f"selection metric: {v}"),
                      ("report_split", lambda v: f"scores reported on split: {v or 'not recorded'}")):
         parts.append(_one(sweeps(key), fmt))
+    shared = [r.get("sweep_name", "") for r in by_sweep if shares_split(r)]
+    if shared:
+        parts.append(f"**{SHARED_SPLIT}**" + (f" ({', '.join(shared)})" if len(shared) < len(by_sweep) else ""))
     return "**Comparison** · " + " · ".join(parts)
 
 

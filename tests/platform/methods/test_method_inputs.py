@@ -53,7 +53,7 @@ def test_semeda_bad_input_names_the_key(tmp_path, five_class_edge_net):
 
 def test_semeda_on_a_split_without_labels_is_refused(tmp_path):
     write_cityscapes(tmp_path, {"train": 1, "val": 1, "test": 1})
-    message = _error("semeda", ["trainer=tiny", "model=unet", "dataset=cityscapes", f"dataset.root={tmp_path}",
+    message = _error("semeda", ["trainer=tiny", "model=unet", "dataset=cityscapes", f"dataset.root={tmp_path}", "dataset.selection_fraction=null",
                                 "+dataset.train.split=test"])
     assert message.startswith("dataset.train.split=test of dataset 'cityscapes' has no labels")
 
