@@ -42,24 +42,24 @@ def count_inference_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) in kept)
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers live on ``meta`` (no data copied)."""
+def _copy_with(model: nn.Module, tensor) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and buffers are ``tensor(original)`` (no data copied)."""
     memo: Dict[int, object] = {}
     for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        memo[id(p)] = nn.Parameter(tensor(p), requires_grad=p.requires_grad)
     for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
+        memo[id(b)] = tensor(b)
     return copy.deepcopy(model, memo)
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on ``meta``."""
+    return _copy_with(model, lambda t: torch.empty_like(t, device="meta"))
 
 
 def _zero_cpu_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers are zeros on the CPU (no data copied)."""
-    memo: Dict[int, object] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.zeros(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.zeros(b.shape, dtype=b.dtype)
-    return copy.deepcopy(model, memo)
+    """A copy of ``model`` whose parameters and buffers are zeros on the CPU."""
+    return _copy_with(model, lambda t: torch.zeros(t.shape, dtype=t.dtype))
 
 
 #: Up to this many pixels per image ``count_flops`` runs a zero copy of the model on the CPU: faster

@@ -39,3 +39,9 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
     return value
+
+
+def add_official_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """--model / --num-classes: what an official checkpoint does not record (``seglab predict``, ``export``)."""
+    p.add_argument("--model", metavar="NAME", help="the architecture of an official checkpoint (see `seglab models`)")
+    p.add_argument("--num-classes", type=positive, default=None, help="classes of an official checkpoint (default 19)")

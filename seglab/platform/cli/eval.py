@@ -46,6 +46,22 @@ def scale_type(text: str) -> float:
     return value
 
 
+def add_inference_args(p: argparse.ArgumentParser, ms: bool = False) -> None:
+    """The inference options ``seglab eval`` and ``seglab predict`` share (one inference code path):
+    --scales (and, with ``ms``, its --ms shorthand), --flip, --slide, --crop, --stride, --device."""
+    p.add_argument("--scales", nargs="+", type=scale_type, metavar="S", help="test scales (default 1.0)")
+    if ms:
+        p.add_argument("--ms", action="store_true",
+                       help="multi-scale: --scales 0.75 1.0 1.25 (with --flip: HRNet's test)")
+    p.add_argument("--flip", action="store_true", help="also predict the horizontally flipped image")
+    p.add_argument("--slide", action="store_true", help="sliding-window inference with windows of --crop")
+    p.add_argument("--crop", type=hw_type("--crop", "512x1024"), metavar="HxW",
+                   help="sliding window size (default: the run's training crop)")
+    p.add_argument("--stride", type=hw_type("--stride", "512x1024"), metavar="HxW",
+                   help="window step (default 2/3 of --crop)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``seglab eval`` on the ``sub`` sub-parsers of the seglab command."""
     p = sub.add_parser(
@@ -63,14 +79,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "else val)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="a data set option, e.g. cities=[lindau] (repeatable)")
-    p.add_argument("--scales", nargs="+", type=scale_type, metavar="S", help="test scales (default 1.0)")
-    p.add_argument("--flip", action="store_true", help="also predict the horizontally flipped image")
-    p.add_argument("--slide", action="store_true", help="sliding-window inference with windows of --crop")
-    p.add_argument("--crop", type=hw_type("--crop", "512x1024"), metavar="HxW",
-                   help="sliding window size (default: the run's training crop)")
-    p.add_argument("--stride", type=hw_type("--stride", "512x1024"), metavar="HxW",
-                   help="window step (default 2/3 of --crop)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+    add_inference_args(p)
     p.add_argument("--json", metavar="OUT", help="also write the scores as JSON to OUT")
     p.add_argument("--experiment", default="seglab",
                    help="MLflow experiment of the evaluation run when the checkpoint's trial run is not in the "

@@ -13,7 +13,7 @@ import argparse
 import os
 
 from seglab.errors import ConfigError
-from seglab.platform.cli.common import hw_type, positive
+from seglab.platform.cli.common import add_official_checkpoint_args, hw_type
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -32,8 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dynamic", action="store_true", help="batch, height and width free (checked at a second size)")
     p.add_argument("--exporter", default="dynamo", metavar="NAME",
                    help="ONNX only: dynamo (torch.export, torch's default) or legacy (TorchScript-based, faster)")
-    p.add_argument("--model", metavar="NAME", help="the architecture of an official checkpoint (see `seglab models`)")
-    p.add_argument("--num-classes", type=positive, default=None, help="classes of an official checkpoint (default 19)")
+    add_official_checkpoint_args(p)
     p.set_defaults(func=cmd_export)
     return p
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from seglab.errors import ConfigError
-from seglab.platform.cli.common import hw_type, positive
-from seglab.platform.cli.eval import scale_type
+from seglab.platform.cli.common import add_official_checkpoint_args, positive
+from seglab.platform.cli.eval import add_inference_args
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -30,13 +30,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--scales", nargs="+", type=scale_type, metavar="S", help="test scales (default 1.0)")
-    p.add_argument("--ms", action="store_true", help="multi-scale: --scales 0.75 1.0 1.25 (with --flip: HRNet's test)")
-    p.add_argument("--flip", action="store_true", help="also predict the horizontally flipped image")
-    p.add_argument("--slide", action="store_true", help="sliding-window inference with windows of --crop")
-    p.add_argument("--crop", type=hw_type("--crop", "512x1024"), metavar="HxW",
-                   help="sliding window size (default: the run's training crop)")
-    p.add_argument("--stride", type=hw_type("--stride", "512x1024"), metavar="HxW", help="window step (default 2/3 of --crop)")
+    add_inference_args(p, ms=True)
     p.add_argument("--palette", nargs="?", const="model", metavar="NAME|FILE",
                    help="also write DIR/color (colour label maps) and colour overlays with this palette: 'model' "
                         "(the data set's; the default of a bare --palette), 'cityscapes', or a JSON file of RGB triples")
@@ -44,9 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--video", action="store_true", help="a folder INPUT is a sequence of frames: also write it "
                                                          "back as DIR/<folder>_overlay.mp4")
     p.add_argument("--batch-size", type=positive, default=None, help="images per forward (default 4 on a GPU, 1 on CPU)")
-    p.add_argument("--model", metavar="NAME", help="the architecture of an official checkpoint (see `seglab models`)")
-    p.add_argument("--num-classes", type=positive, default=None, help="classes of an official checkpoint (default 19)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+    add_official_checkpoint_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_predict)
     return p
